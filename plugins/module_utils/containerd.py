@@ -1,0 +1,832 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpuops.nvidia contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The containerd engine: compute the exact file changes that add (or remove) NVIDIA runtime handlers.
+
+Plain Python, no Ansible: ``plan(opts, runner)`` reads the current files and the effective config and
+returns a ``Plan`` with the before/after text of every file to write. The module does the writing,
+validation, restart and rollback. Rules (see the README and FIELD-NOTES):
+
+* Config versions: v1 ``plugins.cri``, v2 ``plugins."io.containerd.grpc.v1.cri"``, v3
+  ``plugins."io.containerd.cri.v1.runtime"``; ``default_runtime_name`` under ``.containerd``;
+  ``enable_cdi`` directly under the CRI plugin.
+* A handler copies the source runtime's whole table, sets ``runtime_type`` if empty and
+  ``options.BinaryName``.
+* containerd < 2.0: a file's ``runtimes`` table replaces the built-in map, so the default runtime (and
+  the copy source) are written too when the file lacks them.
+* containerd < 2.1 (and v1 files): an imported file replaces whole plugin sections, so a drop-in that
+  containerd imports carries the main file's whole CRI section. k0s (``manage_imports=False``) merges
+  drop-ins itself: there the drop-in holds only our tables.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import fnmatch
+import glob
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import tomlkit
+
+from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
+    REPLACED, Editor, TomlEditError, TomlText, detect_step, parse,
+)
+
+CRI_PATHS = {
+    1: ("plugins", "cri"),
+    2: ("plugins", "io.containerd.grpc.v1.cri"),
+    3: ("plugins", "io.containerd.cri.v1.runtime"),
+}
+CRI_PLUGIN_IDS = ("cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images")
+VARIANT_SUFFIX = {"cdi": ".cdi", "legacy": ".legacy"}
+DROP_IN_HEADER = ("# Managed by Ansible (gpuops.nvidia.nvidia_containerd_runtime): NVIDIA runtime handlers.\n"
+                  "# state=absent deletes this file. Local edits are overwritten.\n")
+BUILTIN_RUNC = {"runtime_type": "io.containerd.runc.v2"}
+
+DEFAULTS = {
+    "state": "present",
+    "config": "/etc/containerd/config.toml",
+    "drop_in": None,
+    "manage_imports": True,
+    "config_source": ["command", "file"],
+    "containerd_path": "containerd",
+    "config_version": "auto",
+    "runtime_name": "nvidia",
+    "runtime_path": "/usr/bin/nvidia-container-runtime",
+    "runtime_type": "io.containerd.runc.v2",
+    "variants": [],
+    "set_as_default": False,
+    "enable_cdi": False,
+    "cdi_spec_dirs": None,
+    "copy_options_from": None,
+    "enable_cri": False,
+}
+
+
+class EngineError(Exception):
+    """Bad input or a state we refuse to touch; nothing has been written."""
+
+
+def default_runner(argv):
+    """Run a command; (rc, stdout, stderr). Missing binary -> rc 127."""
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    except OSError as e:
+        return 127, "", str(e)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def which(name, extra_dirs=()):
+    if os.sep in name:
+        return name if os.access(name, os.X_OK) and os.path.isfile(name) else None
+    dirs = list(extra_dirs) + os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin").split(os.pathsep)
+    for d in dirs + ["/usr/local/bin", "/usr/bin", "/usr/sbin", "/sbin", "/bin"]:
+        p = os.path.join(d, name)
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def parse_version(text):
+    """'containerd github.com/containerd/containerd 1.6.20~ds1 ...' -> (1, 6, 20)."""
+    for tok in text.split()[1:]:
+        m = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", tok)
+        if m:
+            return tuple(int(x) for x in m.groups())
+    return None
+
+
+def binary_version(path, runner):
+    rc, out, err = runner([path, "--version"])
+    if rc != 0:
+        raise EngineError("%s --version failed (rc=%s): %s" % (path, rc, (err or out).strip()))
+    v = parse_version(out)
+    if v is None:
+        raise EngineError("cannot read a version from %r" % out.strip())
+    return v
+
+
+def read_text(path):
+    """File text, or None when it does not exist. Errors are EngineErrors."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except (IOError, OSError) as e:
+        if not os.path.exists(path):
+            return None
+        raise EngineError("cannot read %s: %s" % (path, e))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EngineError("%s is not UTF-8 text: %s" % (path, e))
+
+
+def get_in(data, path, default=None):
+    node = data
+    for p in path:
+        if not isinstance(node, dict) or p not in node:
+            return default
+        node = node[p]
+    return node
+
+
+def deep_merge(dst, src):
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            deep_merge(dst[k], v)
+        else:
+            dst[k] = copy.deepcopy(v)
+    return dst
+
+
+def is_zero(v):
+    """Go's zero value: what an unset key decodes to."""
+    if isinstance(v, bool):
+        return v is False
+    if isinstance(v, (int, float)):
+        return v == 0
+    return v in ("", [], {})
+
+
+def prune_zero(value):
+    """Drop keys holding Go zero values (a dump lists every field; unset keys decode to the same)."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for k, v in value.items():
+        v = prune_zero(v)
+        if not is_zero(v):
+            out[k] = v
+    return out
+
+
+class Plan(object):
+    """What a run would change."""
+
+    def __init__(self):
+        self.files = []          # list of FileChange, in write order
+        self.config_version = None
+        self.containerd_version = None
+        self.source = None
+        self.runtimes = []
+        self.default_runtime = None
+        self.low_level_runtime = None
+        self.warnings = []
+        self.legacy_merge = None
+        self.main_path = None
+
+    @property
+    def changed(self):
+        return any(f.changed for f in self.files)
+
+    def version_string(self):
+        return ".".join(str(x) for x in self.containerd_version) if self.containerd_version else None
+
+
+class FileChange(object):
+    def __init__(self, path, before, after):
+        self.path = path
+        self.before = before      # None: file did not exist
+        self.after = after        # None: delete the file
+
+    @property
+    def changed(self):
+        return self.before != self.after
+
+
+def resolve_version(opts, data, binver, name):
+    """Config version from the option, the file's key, or (empty file) the binary."""
+    want = opts["config_version"]
+    if want not in (None, "auto"):
+        try:
+            v = int(want)
+        except (TypeError, ValueError):
+            raise EngineError("config_version must be auto, 1, 2 or 3, not %r" % (want,))
+        if v not in CRI_PATHS:
+            raise EngineError("config_version must be auto, 1, 2 or 3, not %r" % (want,))
+        return v
+    if "version" in data:
+        v = data["version"]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise EngineError("%s: version must be an integer, found %r" % (name, v))
+        if v not in CRI_PATHS:
+            raise EngineError("%s: unknown config version %d (this module knows 1, 2 and 3)" % (name, v))
+        return v
+    if data:
+        return 1
+    return 3 if binver and binver >= (2, 0, 0) else 2
+
+
+def import_paths(data, config_path):
+    """Files listed in ``imports`` (globs expanded, relative to the config's folder), in load order."""
+    out = []
+    base = os.path.dirname(os.path.abspath(config_path))
+    for entry in data.get("imports") or []:
+        if not isinstance(entry, str):
+            continue
+        pattern = entry if os.path.isabs(entry) else os.path.join(base, entry)
+        if glob.has_magic(pattern):
+            out.extend(sorted(glob.glob(pattern)))
+        elif os.path.exists(pattern):
+            out.append(pattern)
+    return out
+
+
+def import_covers(data, config_path, target):
+    """True when an ``imports`` entry (path or glob) of the main config already loads ``target``."""
+    base = os.path.dirname(os.path.abspath(config_path))
+    target = os.path.abspath(target)
+    for entry in data.get("imports") or []:
+        if not isinstance(entry, str):
+            continue
+        pattern = entry if os.path.isabs(entry) else os.path.join(base, entry)
+        pattern = os.path.normpath(pattern)
+        if pattern == target or (glob.has_magic(pattern) and fnmatch.fnmatchcase(target, pattern)
+                                 and os.path.dirname(pattern) == os.path.dirname(target)):
+            return True
+    return False
+
+
+class Effective(object):
+    """The effective CRI runtime settings: (version, runtimes dict, default name, disabled plugins)."""
+
+    def __init__(self, version, data, source):
+        self.version = version
+        self.data = data
+        self.source = source
+        cri = get_in(data, CRI_PATHS[version], {}) or {}
+        self.runtimes = get_in(cri, ("containerd", "runtimes"), {}) or {}
+        self.default = get_in(cri, ("containerd", "default_runtime_name")) or "runc"
+        self.disabled = [p for p in (data.get("disabled_plugins") or []) if isinstance(p, str)]
+
+
+def effective_from_command(opts, binpath, runner, config_path):
+    if not binpath:
+        raise EngineError("containerd binary %r not found" % opts["containerd_path"])
+    tmp = None
+    try:
+        if not os.path.exists(config_path):
+            # containerd 1.x refuses a missing --config; an empty file gives the built-in defaults.
+            fd, tmp = tempfile.mkstemp(prefix="gpuops-empty-", suffix=".toml")
+            os.close(fd)
+            config_path = tmp
+        rc, out, err = runner([binpath, "--config", config_path, "config", "dump"])
+    finally:
+        if tmp:
+            os.unlink(tmp)
+    if rc != 0:
+        raise EngineError("'%s --config %s config dump' failed (rc=%s): %s" % (binpath, config_path, rc, (err or out).strip()))
+    data = parse(out, "containerd config dump").unwrap()
+    version = data.get("version", 1)
+    if version not in CRI_PATHS:
+        raise EngineError("containerd config dump reports unknown version %r" % (version,))
+    return Effective(version, data, "command")
+
+
+def effective_from_files(opts, version, main_data, config_path, binver):
+    """Main file plus its imports, merged the way this containerd merges them."""
+    merged = copy.deepcopy(main_data)
+    replace = version == 1 or binver is None or binver < (2, 1, 0)
+    for path in import_paths(main_data, config_path):
+        text = read_text(path)
+        if text is None:
+            continue
+        data = parse(text, path).unwrap()
+        for k, v in data.items():
+            if k == "plugins" and isinstance(v, dict):
+                plugins = merged.setdefault("plugins", {})
+                for pk, pv in v.items():
+                    if replace or not isinstance(plugins.get(pk), dict) or not isinstance(pv, dict):
+                        plugins[pk] = copy.deepcopy(pv)
+                    else:
+                        deep_merge(plugins[pk], pv)
+            elif k not in ("version", "imports"):
+                merged[k] = copy.deepcopy(v)
+    eff = Effective(version, merged, "file")
+    cri_runtimes = get_in(merged, CRI_PATHS[version] + ("containerd", "runtimes"))
+    builtin = {"runc": dict(BUILTIN_RUNC)}
+    if cri_runtimes is None:
+        eff.runtimes = builtin
+    elif binver is not None and binver >= (2, 0, 0):
+        eff.runtimes = deep_merge(builtin, cri_runtimes)
+    return eff
+
+
+def handler_names(opts):
+    names = [opts["runtime_name"]]
+    for v in opts["variants"] or []:
+        names.append("%s-%s" % (opts["runtime_name"], v))
+    return names
+
+
+def handler_binaries(opts):
+    out = {opts["runtime_name"]: opts["runtime_path"]}
+    for v in opts["variants"] or []:
+        out["%s-%s" % (opts["runtime_name"], v)] = opts["runtime_path"] + VARIANT_SUFFIX[v]
+    return out
+
+
+class Context(object):
+    """Everything the patch of one target file needs to know."""
+
+    def __init__(self, opts, version, eff, binver, file_tables):
+        self.opts = opts
+        self.version = version
+        self.cri = CRI_PATHS[version]
+        self.rt = self.cri + ("containerd", "runtimes")
+        self.eff = eff
+        self.binver = binver
+        self.file_tables = file_tables    # runtime tables as written in the main file (+imports)
+        self.ours = handler_names(opts)
+        # < 2.0: a file's runtimes table replaces the built-in map (FIELD-NOTES); unknown binary: assume so
+        self.replaces_builtin = binver is None or binver < (2, 0, 0)
+
+    def source_name(self, default_name):
+        want = self.opts["copy_options_from"]
+        known = set(self.eff.runtimes) | set(self.file_tables)
+        if want:
+            if want in self.ours:
+                raise EngineError("copy_options_from must name a runtime other than ours (%s)" % ", ".join(self.ours))
+            if want not in known:
+                raise EngineError("copy_options_from: runtime %r is not configured (known: %s)"
+                                  % (want, ", ".join(sorted(known)) or "none"))
+            return want
+        if default_name not in self.ours and default_name in known:
+            return default_name
+        for name in ("runc", "crun"):
+            if name in known:
+                return name
+        return "runc"
+
+    def source_table(self, name, target_data):
+        """The source runtime's table: as written in the target, else the main file, else the effective
+        config (a dump's zero-value defaults pruned), else containerd's built-in runc."""
+        t = get_in(target_data, self.rt + (name,))
+        if isinstance(t, dict):
+            return copy.deepcopy(t), True
+        if name in self.file_tables:
+            return copy.deepcopy(self.file_tables[name]), False
+        if name in self.eff.runtimes:
+            t = self.eff.runtimes[name]
+            return (prune_zero(t) if self.eff.source == "command" else copy.deepcopy(t)), False
+        return dict(BUILTIN_RUNC), False
+
+
+def handler_table(source, binary, runtime_type):
+    t = copy.deepcopy(source)
+    if not t.get("runtime_type"):
+        t["runtime_type"] = runtime_type
+    opts = t.get("options")
+    if not isinstance(opts, dict):
+        opts = {}
+    opts["BinaryName"] = binary
+    t["options"] = opts
+    return t
+
+
+def _runtime_headers(ed, rt):
+    return [h for h in ed.tt.headers if len(h.path) == len(rt) + 1 and h.path[:len(rt)] == rt]
+
+
+def _layout_for(ed, rt, after_name):
+    """(after, indent, step) for a new runtime table: after ``after_name``'s family, same indentation."""
+    hs = _runtime_headers(ed, rt)
+    anchor = None
+    if after_name is not None:
+        anchor = ed.tt.header(rt + (after_name,))
+    if anchor is None and hs:
+        anchor = hs[-1]
+    if anchor is None:
+        return None, "", "  "
+    return anchor.path, anchor.indent, detect_step(ed.tt, anchor)
+
+
+def patch(ed, ctx):
+    """Apply our edits on one target file. Returns (default runtime after, low-level runtime)."""
+    opts = ctx.opts
+    data = ed.tt.data
+    current_default = get_in(data, ctx.cri + ("containerd", "default_runtime_name")) or ctx.eff.default
+    binaries = handler_binaries(opts)
+
+    # which runtime the handlers copy: the default unless it is ours (then runc, then crun)
+    base_default = current_default
+    if base_default in ctx.ours:
+        base_default = _original_default(ed, ctx) or "runc"
+    src_name = ctx.source_name(base_default)
+    src_table, src_in_target = ctx.source_table(src_name, data)
+    if src_name in ctx.ours:
+        raise EngineError("cannot copy runtime options from %s: it is one of ours" % src_name)
+
+    # handlers no longer wanted (a variant dropped from the options) that we wrote earlier
+    for h in _runtime_headers(ed, ctx.rt):
+        name = h.path[-1]
+        if name not in ctx.ours and name.startswith(opts["runtime_name"] + "-") and h.marker is not None \
+                and name[len(opts["runtime_name"]) + 1:] in VARIANT_SUFFIX:
+            ed.remove_table(h.path)
+
+    # < 2.0: keep the copy source in the file's runtimes map, so the map still holds it
+    need_in_file = []
+    if ctx.replaces_builtin:
+        need_in_file.append(src_name)
+
+    if ctx.replaces_builtin and get_in(ed.tt.data, ctx.rt + (src_name,)) is None:
+        after, indent, step = _layout_for(ed, ctx.rt, None)
+        ed.add_table(ctx.rt + (src_name,), src_table, after=after, indent=indent, step=step)
+        src_in_target = True
+    prev = src_name if src_in_target else None
+    for name in ctx.ours:
+        want = handler_table(src_table, binaries[name], opts["runtime_type"])
+        path = ctx.rt + (name,)
+        cur = get_in(ed.tt.data, path)
+        if cur is None:
+            after, indent, step = _layout_for(ed, ctx.rt, prev)
+            ed.add_table(path, want, after=after, indent=indent, step=step)
+        elif cur != want:
+            if not isinstance(cur, dict):
+                raise EngineError("%s: %s must be a table, found a value" % (ed.name, ".".join(path)))
+            ed.write_table(path, want)
+        prev = name
+
+    # default runtime
+    cpath = ctx.cri + ("containerd",)
+    if opts["set_as_default"]:
+        ed.set_value(cpath, "default_runtime_name", opts["runtime_name"])
+        final_default = opts["runtime_name"]
+    else:
+        marker = ed.marker_of(cpath, "default_runtime_name")
+        if marker is not None:
+            ed.undo_value(cpath, "default_runtime_name")
+        cur = get_in(ed.tt.data, cpath + ("default_runtime_name",))
+        if cur in ctx.ours:
+            ed.delete_key(cpath, "default_runtime_name")
+            cur = None
+        final_default = cur or (ctx.eff.default if ctx.eff.default not in ctx.ours else "runc")
+    if ctx.replaces_builtin and final_default not in ctx.ours:
+        need_in_file.append(final_default)
+
+    # < 2.0: the file's runtimes map replaces the built-in one: it must hold the default (and source)
+    for name in need_in_file:
+        if get_in(ed.tt.data, ctx.rt + (name,)) is None:
+            table, _ = ctx.source_table(name, ed.tt.data)
+            after, indent, step = _layout_for(ed, ctx.rt, None)
+            ed.add_table(ctx.rt + (name,), table, after=after, indent=indent, step=step)
+
+    # CDI
+    if opts["enable_cdi"]:
+        ed.set_value(ctx.cri, "enable_cdi", True)
+        if opts.get("cdi_spec_dirs"):
+            ed.set_value(ctx.cri, "cdi_spec_dirs", list(opts["cdi_spec_dirs"]))
+        elif ed.marker_of(ctx.cri, "cdi_spec_dirs"):
+            ed.undo_value(ctx.cri, "cdi_spec_dirs")
+    else:
+        ed.undo_value(ctx.cri, "cdi_spec_dirs")
+        ed.undo_value(ctx.cri, "enable_cdi")
+
+    low = src_table.get("options", {}).get("BinaryName") if isinstance(src_table.get("options"), dict) else None
+    return final_default, (low or src_name)
+
+
+def _original_default(ed, ctx):
+    """The default runtime before we replaced it (from our record), if any."""
+    cpath = ctx.cri + ("containerd",)
+    if ed.marker_of(cpath, "default_runtime_name") != "replaced":
+        return None
+    idx = ed.tt.key_line(cpath, "default_runtime_name")
+    comment = ed.tt.split_key_line(idx)[3]
+    try:
+        return parse("k = " + comment[len(REPLACED):]).get("k")
+    except TomlEditError:
+        return None
+
+
+def unpatch(ed, ctx, only_marked=False):
+    """Undo every edit of ours in one file and remove handler tables named ours.
+
+    ``only_marked``: leave foreign tables and values alone (cleaning the main file in drop-in mode).
+    """
+    cpath = ctx.cri + ("containerd",)
+    ed.undo_value(cpath, "default_runtime_name")
+    cur = get_in(ed.tt.data, cpath + ("default_runtime_name",))
+    if cur in ctx.ours and not only_marked:
+        ed.delete_key(cpath, "default_runtime_name")
+    names = set(ctx.ours)
+    for h in list(_runtime_headers(ed, ctx.rt)):
+        name = h.path[-1]
+        variant = name.startswith(ctx.opts["runtime_name"] + "-") and name[len(ctx.opts["runtime_name"]) + 1:] in VARIANT_SUFFIX
+        if (name in names and (h.marker is not None or not only_marked)) or (variant and h.marker is not None):
+            ed.remove_table(h.path)
+    for h in list(_runtime_headers(ed, ctx.rt)):
+        if h.marker == "added":
+            ed.remove_table(h.path)
+    ed.undo_value(ctx.cri, "cdi_spec_dirs")
+    ed.undo_value(ctx.cri, "enable_cdi")
+    final = get_in(ed.tt.data, cpath + ("default_runtime_name",)) or ctx.eff.default
+    return (final if final not in ctx.ours else "runc"), None
+
+
+def _file_runtime_tables(version, main_data, imports_data):
+    rt = CRI_PATHS[version] + ("containerd", "runtimes")
+    out = {}
+    for data in [main_data] + imports_data:
+        tables = get_in(data, rt)
+        if isinstance(tables, dict):
+            for k, v in tables.items():
+                if isinstance(v, dict):
+                    out[k] = v
+    return out
+
+
+def _patch_enable_cri(ed, opts, present, plan, name):
+    """disabled_plugins: drop the CRI plugin ids when asked; undo on absent / enable_cri false."""
+    cur = ed.tt.data.get("disabled_plugins")
+    if present and opts["enable_cri"]:
+        if isinstance(cur, list):
+            keep = [p for p in cur if p not in CRI_PLUGIN_IDS]
+            if keep != cur:
+                ed.set_value((), "disabled_plugins", keep)
+        return
+    ed.undo_value((), "disabled_plugins")
+    cur = ed.tt.data.get("disabled_plugins")
+    if present and isinstance(cur, list) and any(p in CRI_PLUGIN_IDS for p in cur):
+        plan.warnings.append(
+            "%s disables the CRI plugin (disabled_plugins = %s, as Docker's containerd.io ships it): the "
+            "nvidia handler will not be used by Kubernetes until CRI is enabled. Set enable_cri: true to "
+            "remove it." % (name, cur))
+
+
+def plan(opts, runner=default_runner):
+    """Compute the changes for ``opts`` (see DEFAULTS). Raises EngineError/TomlEditError on bad input."""
+    o = dict(DEFAULTS)
+    o.update({k: v for k, v in opts.items() if v is not None or k in ("drop_in", "copy_options_from")})
+    opts = o
+    for v in opts["variants"] or []:
+        if v not in VARIANT_SUFFIX:
+            raise EngineError("variants: unknown variant %r (known: %s)" % (v, ", ".join(sorted(VARIANT_SUFFIX))))
+    present = opts["state"] == "present"
+    p = Plan()
+    p.main_path = opts["config"]
+
+    binpath = which(opts["containerd_path"])
+    binver = binary_version(binpath, runner) if binpath else None
+    p.containerd_version = binver
+
+    config = opts["config"]
+    if os.path.isdir(config):
+        raise EngineError("config %s is a directory" % config)
+    main_text = read_text(config)
+    main_tt = TomlText(main_text or "", config)
+    main_data = main_tt.data
+    version = resolve_version(opts, main_data, binver, config)
+    if binver is not None and binver >= (2, 0, 0) and version == 1:
+        raise EngineError("%s is a version 1 config, which containerd %s ignores (its CRI section "
+                          "'plugins.cri' is not read); migrate it first: containerd config migrate"
+                          % (config, p.version_string()))
+    if binver is not None and binver < (2, 0, 0) and version == 3:
+        raise EngineError("config version 3 needs containerd 2.x; %s is %s" % (opts["containerd_path"], p.version_string()))
+    p.config_version = version
+
+    # the effective config, from the first source that works
+    errors = []
+    eff = None
+    for src in opts["config_source"]:
+        try:
+            if src == "command":
+                eff = effective_from_command(opts, binpath, runner, config)
+            elif src == "file":
+                eff = effective_from_files(opts, version, main_data, config, binver)
+            else:
+                raise EngineError("config_source: unknown source %r" % src)
+            break
+        except (EngineError, TomlEditError) as e:
+            errors.append("%s: %s" % (src, e))
+    if eff is None:
+        raise EngineError("could not read the effective config: " + "; ".join(errors))
+    p.source = eff.source
+    # (a dump of containerd 2.x is always v3: Effective reads it with v3 paths; we write the file's version)
+    imports_data = []
+    for path in import_paths(main_data, config):
+        t = read_text(path)
+        if t is not None and (not opts["drop_in"] or os.path.abspath(path) != os.path.abspath(opts["drop_in"])):
+            imports_data.append(parse(t, path).unwrap())
+    ctx = Context(opts, version, eff, binver, _file_runtime_tables(version, main_data, imports_data))
+    p.runtimes = ctx.ours if present else []
+
+    main_ed = Editor(main_text or "", config)
+    if opts["drop_in"]:
+        _plan_drop_in(p, ctx, opts, present, main_ed, main_text)
+    else:
+        if main_text is None:
+            if not present:
+                p.default_runtime = ctx.eff.default if ctx.eff.default not in ctx.ours else "runc"
+                return p
+            main_ed = Editor("version = %d\n" % version, config)
+        elif not main_data and present:
+            main_ed.set_value((), "version", version)     # an empty file: say which version we write
+        if present:
+            p.default_runtime, p.low_level_runtime = patch(main_ed, ctx)
+        else:
+            p.default_runtime = unpatch(main_ed, ctx)[0]
+        _patch_enable_cri(main_ed, opts, present, p, config)
+        if not present and main_ed.marker_of((), "version") == "added" and list(main_ed.tt.data) == ["version"]:
+            main_ed.undo_value((), "version")
+        p.files.append(FileChange(config, main_text, main_ed.text))
+    if present and p.low_level_runtime is None:
+        p.low_level_runtime = "runc"
+    return p
+
+
+def _plan_drop_in(p, ctx, opts, present, main_ed, main_text):
+    """Drop-in mode: our tables go to ``drop_in``; the main file gets the imports entry (if managed)."""
+    config, drop, version = opts["config"], opts["drop_in"], ctx.version
+    # containerd itself imports the file and (< 2.1, v1) replaces whole plugin sections
+    legacy = opts["manage_imports"] and (version == 1 or ctx.binver is None or ctx.binver < (2, 1, 0))
+    p.legacy_merge = legacy
+
+    # main file: undo in-place edits of an earlier run without drop_in, manage imports and CRI enablement
+    if main_text is not None:
+        unpatch(main_ed, ctx, only_marked=True)
+    elif present and opts["manage_imports"]:
+        main_ed = Editor("version = %d\n" % version, config)
+    main_change = None
+    if main_text is not None or (present and opts["manage_imports"]):
+        if opts["manage_imports"]:
+            _patch_imports(main_ed, opts, present, config, drop)
+        _patch_enable_cri(main_ed, opts, present, p, config)
+        main_change = FileChange(config, main_text, main_ed.text)
+        # order of writes: the drop-in exists before the main file imports it, and is deleted after
+        if not present:
+            p.files.append(main_change)
+
+    drop_text = read_text(drop)
+    ours_file = drop_text is None or drop_text.startswith(DROP_IN_HEADER)
+    if not ours_file:
+        if legacy:
+            raise EngineError(
+                "drop_in %s exists and is not managed by this module; on containerd < 2.1 the drop-in must "
+                "carry the main file's whole CRI section, so it cannot be merged into a foreign file" % drop)
+        ed = Editor(drop_text, drop)
+        if present:
+            p.default_runtime, p.low_level_runtime = patch(ed, ctx)
+        else:
+            p.default_runtime = unpatch(ed, ctx)[0]
+        p.files.insert(0 if present else len(p.files), FileChange(drop, drop_text, ed.text))
+        return
+    if not present:
+        p.files.append(FileChange(drop, drop_text, None))
+        p.default_runtime = unpatch(Editor(main_ed.text, config), ctx)[0]
+        return
+    if main_change is not None:
+        p.files.append(main_change)
+    base = DROP_IN_HEADER + "version = %d\n" % version
+    cri_section = get_in(main_ed.tt.data, ctx.cri)
+    if legacy and cri_section:
+        base += "\n" + _render_section(ctx.cri, cri_section)
+        p.warnings.append(
+            "containerd %s replaces whole plugin sections from imported files: %s carries a copy of the CRI "
+            "section of %s; later edits of that section in %s are shadowed until this module runs again"
+            % (p.version_string() or "(version unknown)", drop, config, config))
+    ed = Editor(base, drop)
+    p.default_runtime, p.low_level_runtime = patch(ed, ctx)
+    p.files.insert(len(p.files) - (1 if main_change is not None else 0), FileChange(drop, drop_text, ed.text))
+
+
+def _patch_imports(ed, opts, present, config, drop):
+    """Add (present) or remove (absent) our drop-in in the main file's ``imports``."""
+    data = ed.tt.data
+    if not present:
+        ed.undo_value((), "imports")
+        return
+    if import_covers(data, config, drop):
+        return
+    cur = data.get("imports")
+    if cur is not None and not isinstance(cur, list):
+        raise EngineError("%s: imports must be a list, found %r" % (config, cur))
+    ed.set_value((), "imports", list(cur or []) + [drop])
+
+
+def _render_section(path, section):
+    """A copy of a table (plain data) as TOML text under its full path."""
+    doc = tomlkit.document()
+    node = doc
+    for p in path[:-1]:
+        t = tomlkit.table(is_super_table=True)
+        node[p] = t
+        node = t
+    node[path[-1]] = section
+    text = doc.as_string()
+    # keep it readable and stable
+    return text.lstrip("\n")
+
+
+__all__ = ["plan", "Plan", "FileChange", "EngineError", "DEFAULTS", "CRI_PATHS", "render_key"]
+
+
+def validate(p, opts, binpath, runner=default_runner):
+    """Load the candidate files with the real containerd (``config dump``) before anything is replaced.
+
+    The candidates are written to a temp folder; the main file's imports are pointed at the candidate
+    drop-in. The dump must show every handler of ours with its BinaryName and a default runtime that
+    exists (unless k0s merges the drop-in: ``manage_imports=False``). Raises EngineError.
+    """
+    present = opts.get("state", "present") == "present"
+    config = opts["config"]
+    drop = opts.get("drop_in")
+    after = {os.path.abspath(f.path): f.after for f in p.files}
+    tmpdir = tempfile.mkdtemp(prefix="gpuops-validate-")
+    try:
+        if drop and not opts.get("manage_imports", True):
+            if not present:
+                return
+            main_text = after.get(os.path.abspath(drop)) or ""
+            imports = []
+        else:
+            main_text = after.get(os.path.abspath(config))
+            if main_text is None:
+                main_text = read_text(config) or ""
+            imports = []
+        data = parse(main_text, config).unwrap()
+        base = os.path.dirname(os.path.abspath(config))
+        for entry in data.get("imports") or []:
+            if not isinstance(entry, str):
+                continue
+            full = os.path.normpath(entry if os.path.isabs(entry) else os.path.join(base, entry))
+            if drop and full == os.path.abspath(drop):
+                continue
+            imports.append(full)
+        if drop and opts.get("manage_imports", True) and after.get(os.path.abspath(drop)) is not None:
+            cand = os.path.join(tmpdir, "drop-in.toml")
+            with open(cand, "w") as f:
+                f.write(after[os.path.abspath(drop)])
+            imports.append(cand)
+        ed = Editor(main_text, config)
+        if "imports" in data or imports:
+            if data.get("imports") != imports:
+                ed.set_value((), "imports", imports)
+        cand_main = os.path.join(tmpdir, "config.toml")
+        with open(cand_main, "w") as f:
+            f.write(ed.text)
+        rc, out, err = runner([binpath, "--config", cand_main, "config", "dump"])
+        if rc != 0:
+            raise EngineError("containerd rejected the new config (%s --config <candidate> config dump, rc=%s): %s"
+                              % (binpath, rc, (err or out).strip()))
+        dump = parse(out, "containerd config dump").unwrap()
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    dversion = dump.get("version", 1)
+    cri = get_in(dump, CRI_PATHS.get(dversion, CRI_PATHS[2]), {}) or {}
+    runtimes = get_in(cri, ("containerd", "runtimes"), {}) or {}
+    default = get_in(cri, ("containerd", "default_runtime_name")) or "runc"
+    if present:
+        for name, binary in handler_binaries(opts).items():
+            got = get_in(runtimes, (name, "options", "BinaryName"))
+            if got != binary:
+                raise EngineError(
+                    "containerd does not load the %s handler from the new config (it reports BinaryName %r); is "
+                    "the CRI section shadowed by an imported file? Use drop_in to write beside it." % (name, got))
+    if opts.get("manage_imports", True) and default not in runtimes:
+        raise EngineError("with the new config containerd's CRI plugin would not load: default_runtime_name = %r "
+                          "is not among its runtimes (%s)" % (default, ", ".join(sorted(runtimes)) or "none"))
+    if present and opts.get("enable_cdi") and cri.get("enable_cdi") is not True:
+        p.warnings.append("this containerd does not support CDI (enable_cdi is not in its config; CDI needs "
+                          "containerd >= 1.7): enable_cdi has no effect")
+
+
+def ctr_for(binpath):
+    """The ctr client beside containerd, else on PATH."""
+    if binpath:
+        cand = os.path.join(os.path.dirname(binpath), "ctr")
+        if os.access(cand, os.X_OK):
+            return cand
+    return which("ctr")
+
+
+def cri_plugin_status(ctr, socket_path, runner=default_runner):
+    """{'type id': status} of the CRI plugins reported by ``ctr plugins ls`` (None when ctr fails)."""
+    rc, out, _err = runner([ctr, "--address", socket_path, "plugins", "ls"])
+    if rc != 0:
+        return None
+    found = {}
+    for line in out.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 3 and (cols[0], cols[1]) in (("io.containerd.grpc.v1", "cri"),
+                                                     ("io.containerd.cri.v1", "runtime")):
+            found["%s %s" % (cols[0], cols[1])] = cols[-1]
+    return found
+
+
+def cri_expected(p):
+    """False when the final main config disables the CRI plugin (then its health is not required)."""
+    for f in p.files:
+        if f.after is not None and f.path == p.main_path:
+            try:
+                data = parse(f.after).unwrap()
+            except TomlEditError:
+                return True
+            return not any(x in CRI_PLUGIN_IDS for x in data.get("disabled_plugins") or [])
+    return True

@@ -1,0 +1,535 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpuops.nvidia contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Format-preserving, reversible TOML edits.
+
+tomlkit is used to *understand* a file (parse, validate, read values); the edits themselves are exact
+line operations, so that every byte we do not own stays as it was and every edit can be undone:
+
+* a value we changed keeps the original text in a trailing comment:
+  ``default_runtime_name = "nvidia"  # gpuops.nvidia: replaced "runc"``
+* a key or table we added is marked ``# gpuops.nvidia: added``
+* a table we rewrote (it existed with other values) is marked ``# gpuops.nvidia: replaced``
+
+``undo_value`` and ``remove_table`` use these records to restore the original bytes exactly. Every edit
+re-parses the result, so a change that would produce invalid TOML is refused instead of written.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+try:
+    import tomlkit
+    from tomlkit.exceptions import ParseError as _TomlParseError
+    HAS_TOMLKIT = True
+    TOMLKIT_IMPORT_ERROR = None
+except ImportError as _e:  # pragma: no cover - exercised on nodes without tomlkit
+    tomlkit = None
+    _TomlParseError = Exception
+    HAS_TOMLKIT = False
+    TOMLKIT_IMPORT_ERROR = _e
+
+MARK = "gpuops.nvidia:"
+ADDED = "# gpuops.nvidia: added"
+REPLACED = "# gpuops.nvidia: replaced "
+REPLACED_TABLE = "# gpuops.nvidia: replaced"
+
+_HEADER_RE = re.compile(r"^([ \t]*)(\[\[?)(.*?)(\]\]?)([ \t]*(#.*)?)$")
+_BARE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_KEYLINE_RE = re.compile(r"^([ \t]*)((?:[A-Za-z0-9_-]+|\"(?:[^\"\\]|\\.)*\"|'[^']*')"
+                         r"(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|\"(?:[^\"\\]|\\.)*\"|'[^']*'))*)([ \t]*=[ \t]*)(.*)$")
+
+
+class TomlEditError(Exception):
+    """A file cannot be edited safely; the message says why and where."""
+
+
+def parse(text, name="<string>"):
+    """Parse TOML with tomlkit; a syntax error names the file and line."""
+    try:
+        return tomlkit.parse(text)
+    except _TomlParseError as e:
+        line = getattr(e, "line", None)
+        col = getattr(e, "col", None)
+        where = "%s:%s" % (name, line) if line else name
+        if col:
+            where += ":%s" % col
+        raise TomlEditError("malformed TOML in %s: %s" % (where, e))
+    except Exception as e:  # tomlkit raises other errors for some invalid documents
+        raise TomlEditError("malformed TOML in %s: %s" % (name, e))
+
+
+def unwrap(value):
+    """tomlkit item -> plain Python (dict/list/str/int/bool/float)."""
+    if hasattr(value, "unwrap"):
+        return value.unwrap()
+    return value
+
+
+def render_value(value):
+    """One-line TOML text for a plain Python value."""
+    text = tomlkit.item(value).as_string()
+    if "\n" in text:
+        if isinstance(value, dict):
+            return "{" + ", ".join("%s = %s" % (render_key(k), render_value(v)) for k, v in value.items()) + "}"
+        if isinstance(value, list):
+            return "[" + ", ".join(render_value(v) for v in value) + "]"
+        raise TomlEditError("cannot render %r on one line" % (value,))
+    return text
+
+
+def render_key(key):
+    if _BARE_RE.match(key):
+        return key
+    return tomlkit.item(key).as_string()
+
+
+def _split_raw_key(raw):
+    """Split a dotted key's raw text into its raw components (quotes kept)."""
+    parts, i, n = [], 0, len(raw)
+    while i < n:
+        while i < n and raw[i] in " \t":
+            i += 1
+        start = i
+        if i < n and raw[i] == '"':
+            i += 1
+            while i < n and raw[i] != '"':
+                i += 2 if raw[i] == "\\" else 1
+            i += 1
+        elif i < n and raw[i] == "'":
+            i = raw.index("'", i + 1) + 1
+        else:
+            while i < n and raw[i] not in ". \t":
+                i += 1
+        parts.append(raw[start:i])
+        while i < n and raw[i] in " \t":
+            i += 1
+        if i < n and raw[i] == ".":
+            i += 1
+    return parts
+
+
+def _key_path(raw):
+    """Parsed components of a dotted key (``a."b.c".'d'`` -> ('a', 'b.c', 'd'))."""
+    out = []
+    for part in _split_raw_key(raw):
+        if part.startswith('"') or part.startswith("'"):
+            out.append(str(tomlkit.parse("k = %s" % part)["k"]))
+        else:
+            out.append(part)
+    return tuple(out)
+
+
+def _is_content(line):
+    s = line.strip()
+    return bool(s) and not s.startswith("#")
+
+
+class Header(object):
+    __slots__ = ("index", "path", "raw", "indent", "aot", "comment")
+
+    def __init__(self, index, path, raw, indent, aot, comment):
+        self.index, self.path, self.raw, self.indent, self.aot, self.comment = index, path, raw, indent, aot, comment
+
+    @property
+    def marker(self):
+        c = self.comment or ""
+        if c == REPLACED_TABLE:
+            return "replaced"
+        if c == ADDED:
+            return "added"
+        return None
+
+
+class TomlText(object):
+    """A TOML document as lines plus the parsed view, with the table headers located."""
+
+    def __init__(self, text, name="<string>"):
+        self.name = name
+        self.text = text
+        self.doc = parse(text, name)
+        self.data = self.doc.unwrap()
+        self.lines = text.splitlines(True)
+        self.nl = "\r\n" if "\r\n" in text else "\n"
+        self.headers = self._scan_headers()
+
+    # -- structure -------------------------------------------------------------------------------
+    def _scan_headers(self):
+        headers = []
+        for i, line in enumerate(self.lines):
+            body = line.rstrip("\r\n")
+            m = _HEADER_RE.match(body)
+            if not m or not m.group(3).strip():
+                continue
+            aot = m.group(2) == "[["
+            if aot != (m.group(4) == "]]"):
+                continue
+            raw = m.group(3).strip()
+            try:
+                path = _key_path(raw)
+            except Exception:
+                continue
+            headers.append(Header(i, path, raw, m.group(1), aot, (m.group(5) or "").strip()))
+        if len(headers) != _count_headers(self.doc):
+            raise TomlEditError(
+                "%s: cannot map the tables of this file to its lines (a table header inside a multi-line "
+                "string?); refusing to edit it" % self.name)
+        return headers
+
+    def header(self, path):
+        for h in self.headers:
+            if h.path == tuple(path) and not h.aot:
+                return h
+        return None
+
+    def headers_under(self, path):
+        path = tuple(path)
+        return [h for h in self.headers if h.path[:len(path)] == path]
+
+    def body_range(self, path):
+        """(start, end) line indexes of a table's own key lines; root = lines before the first header."""
+        if not path:
+            return 0, (self.headers[0].index if self.headers else len(self.lines))
+        h = self.header(path)
+        if h is None:
+            return None
+        return h.index + 1, self._next_header_index(h.index)
+
+    def _next_header_index(self, index, under=None):
+        for h in self.headers:
+            if h.index > index and (under is None or h.path[:len(under)] != tuple(under)):
+                return h.index
+        return len(self.lines)
+
+    def family_end(self, path):
+        """Index after the last content line of a table and its contiguous sub-tables."""
+        h = self.header(path)
+        stop = self._next_header_index(h.index, under=h.path)
+        end = h.index + 1
+        for i in range(h.index + 1, stop):
+            if _is_content(self.lines[i]):
+                end = i + 1
+        return end
+
+    def get(self, path, default=None):
+        node = self.data
+        for p in path:
+            if not isinstance(node, dict) or p not in node:
+                return default
+            node = node[p]
+        return node
+
+    def key_line(self, path, key):
+        """Index of the single line ``key = value`` in table ``path`` (None when the key is absent).
+
+        Raises when the key exists but not as a plain one-line assignment we can edit.
+        """
+        table = self.get(path)
+        if not isinstance(table, dict) or key not in table:
+            return None
+        rng = self.body_range(path)
+        if rng is not None:
+            for i in range(rng[0], rng[1]):
+                m = _KEYLINE_RE.match(self.lines[i].rstrip("\r\n"))
+                if m and _key_path(m.group(2)) == (key,):
+                    try:
+                        value = parse(m.group(2) + " = " + m.group(4), self.name)[key]
+                    except TomlEditError:
+                        break  # a multi-line value
+                    if unwrap(value) == table[key]:
+                        return i
+                    break
+        raise TomlEditError("%s: %s is set in a form this module cannot edit safely (dotted key, inline "
+                            "table or multi-line value); edit it by hand" % (self.name, ".".join(tuple(path) + (key,))))
+
+    def split_key_line(self, index):
+        """(prefix up to the value, value text, comment whitespace, comment) of a key line."""
+        body = self.lines[index].rstrip("\r\n")
+        m = _KEYLINE_RE.match(body)
+        rest = m.group(4)
+        item = parse("k = " + rest, self.name).item("k")
+        value_text = item.as_string()
+        if not rest.startswith(value_text):
+            raise TomlEditError("%s:%d: cannot locate the value on this line" % (self.name, index + 1))
+        tail = rest[len(value_text):]
+        comment_at = tail.find("#")
+        if comment_at < 0:
+            return m.group(1) + m.group(2) + m.group(3), value_text, tail, ""
+        return m.group(1) + m.group(2) + m.group(3), value_text, tail[:comment_at], tail[comment_at:]
+
+    def key_indent(self, path):
+        rng = self.body_range(path)
+        if rng:
+            for i in range(rng[0], rng[1]):
+                m = _KEYLINE_RE.match(self.lines[i].rstrip("\r\n"))
+                if m:
+                    return m.group(1)
+        h = self.header(path) if path else None
+        return (h.indent + "  ") if h is not None and h.indent else ""
+
+    def raw_header(self, path):
+        """Header text for ``path``, reusing the quoting of the closest existing header."""
+        path = tuple(path)
+        best, best_len = None, 0
+        for h in self.headers:
+            n = 0
+            while n < min(len(h.path), len(path)) and h.path[n] == path[n]:
+                n += 1
+            if n > best_len:
+                best, best_len = h, n
+        parts = _split_raw_key(best.raw)[:best_len] if best else []
+        parts += [render_key(p) for p in path[len(parts):]]
+        return ".".join(parts)
+
+
+def _count_headers(container):
+    n = 0
+    for _key, item in container.body:
+        if isinstance(item, tomlkit.items.Table):
+            if not item.is_super_table():
+                n += 1
+            n += _count_headers(item.value)
+        elif isinstance(item, tomlkit.items.AoT):
+            for t in item.body:
+                n += 1 + _count_headers(t.value)
+    return n
+
+
+# -- editing ---------------------------------------------------------------------------------------
+class Editor(object):
+    """Applies reversible edits to a text; after every edit ``text`` is re-parsed and valid TOML."""
+
+    def __init__(self, text, name="<string>"):
+        self.name = name
+        self.tt = TomlText(text, name)
+
+    @property
+    def text(self):
+        return self.tt.text
+
+    def _commit(self, lines):
+        text = "".join(lines)
+        try:
+            self.tt = TomlText(text, self.name)
+        except TomlEditError as e:
+            raise TomlEditError("%s: an edit would make the file invalid (%s); nothing was changed" % (self.name, e))
+
+    def _line(self, body):
+        return body + self.tt.nl
+
+    # -- values ------------------------------------------------------------------------------------
+    def set_value(self, path, key, value):
+        """Set ``key`` in table ``path`` to ``value`` (plain Python), recording what was there.
+
+        A key that already holds the value is left alone (and unmarked). A missing table is added as
+        a table of ours at the end of the file. Returns True when the text changed.
+        """
+        path = tuple(path)
+        tt = self.tt
+        new = render_value(value)
+        idx = tt.key_line(path, key)
+        if idx is not None:
+            prefix, old, ws, comment = tt.split_key_line(idx)
+            ours = comment == ADDED or comment.startswith(REPLACED)
+            if ours and old == new:
+                return False
+            if not ours and tt.get(path)[key] == value:
+                return False
+            lines = list(tt.lines)
+            if ours:
+                lines[idx] = self._line(prefix + new + ws + comment)
+            else:
+                lines[idx] = self._line(prefix + new + "  " + REPLACED + old + ws + comment)
+            self._commit(lines)
+            return True
+        self._check_tables(path)
+        if path and tt.header(path) is None:
+            self.add_table(path, {key: value}, mark_keys=True)
+            return True
+        lines = list(tt.lines)
+        start, end = tt.body_range(path)
+        at = start
+        for i in range(start, end):
+            if _is_content(lines[i]):
+                at = i + 1
+        if at > 0 and not lines[at - 1].endswith(("\n", "\r")):
+            lines[at - 1] += tt.nl
+        lines.insert(at, self._line(tt.key_indent(path) + render_key(key) + " = " + new + "  " + ADDED))
+        self._commit(lines)
+        return True
+
+    def _check_tables(self, path):
+        node = self.tt.data
+        for i, p in enumerate(path):
+            if not isinstance(node, dict):
+                break
+            node = node.get(p, {})
+            if not isinstance(node, dict):
+                raise TomlEditError("%s: %s must be a table, but it is set to a value (%r)"
+                                    % (self.name, ".".join(path[:i + 1]), node))
+
+    def marker_of(self, path, key):
+        """'added', 'replaced' or None for a key line."""
+        try:
+            idx = self.tt.key_line(tuple(path), key)
+        except TomlEditError:
+            return None
+        if idx is None:
+            return None
+        comment = self.tt.split_key_line(idx)[3]
+        if comment == ADDED:
+            return "added"
+        if comment.startswith(REPLACED):
+            return "replaced"
+        return None
+
+    def undo_value(self, path, key):
+        """Restore a value we replaced or remove a key we added. Returns True when the text changed."""
+        path = tuple(path)
+        marker = self.marker_of(path, key)
+        if marker is None:
+            return False
+        tt = self.tt
+        idx = tt.key_line(path, key)
+        prefix, _old, _ws, comment = tt.split_key_line(idx)
+        lines = list(tt.lines)
+        if marker == "replaced":
+            lines[idx] = self._line(prefix + comment[len(REPLACED):])
+            self._commit(lines)
+            return True
+        del lines[idx]
+        self._commit(lines)
+        h = self.tt.header(path) if path else None
+        if h is not None and h.marker == "added":
+            start, end = self.tt.body_range(path)
+            if not any(_is_content(x) for x in self.tt.lines[start:end]):
+                self.remove_table(path)
+        return True
+
+    def delete_key(self, path, key):
+        """Remove a key line that is not ours (no record is kept)."""
+        idx = self.tt.key_line(tuple(path), key)
+        if idx is None:
+            return False
+        lines = list(self.tt.lines)
+        del lines[idx]
+        self._commit(lines)
+        return True
+
+    # -- tables ------------------------------------------------------------------------------------
+    def render_table(self, path, data, indent="", step="  ", mark=ADDED, mark_keys=False):
+        """Lines of a table block: header (marked), keys, then sub-tables; no blank or comment lines."""
+        out = []
+
+        def emit(p, d, ind, hmark):
+            hdr = ind + "[" + self.tt.raw_header(p) + "]"
+            out.append(self._line(hdr + ("  " + hmark if hmark else "")))
+            for k, v in d.items():
+                if not isinstance(v, dict):
+                    out.append(self._line(ind + step + render_key(k) + " = " + render_value(v)
+                                          + ("  " + ADDED if mark_keys else "")))
+            for k, v in d.items():
+                if isinstance(v, dict):
+                    emit(p + (k,), v, ind + step, None)
+
+        emit(tuple(path), data, indent, mark)
+        return out
+
+    def add_table(self, path, data, after=None, indent="", step="  ", mark_keys=False):
+        """Insert a new table of ours after the family of table ``after`` (else at the end).
+
+        The block is preceded by one blank line (when it does not start the file); remove_table
+        takes both away again.
+        """
+        path = tuple(path)
+        self._check_tables(path[:-1])
+        tt = self.tt
+        lines = list(tt.lines)
+        if after is not None and tt.header(after) is not None:
+            at = tt.family_end(after)
+        else:
+            at = len(lines)
+            while at > 0 and not _is_content(lines[at - 1]):
+                at -= 1
+        block = self.render_table(path, data, indent, step, mark_keys=mark_keys)
+        if at > 0:
+            if not lines[at - 1].endswith(("\n", "\r")):
+                lines[at - 1] += tt.nl
+            lines[at:at] = [self._line("")] + block
+        else:
+            lines[0:0] = block + ([self._line("")] if lines else [])
+        self._commit(lines)
+
+    def table_block(self, path):
+        """(start, end) of a table with its contiguous sub-tables, up to its last content line."""
+        tt = self.tt
+        h = tt.header(path)
+        end = h.index + 1
+        for i in range(h.index + 1, len(tt.lines)):
+            line = tt.lines[i]
+            m = _HEADER_RE.match(line.rstrip("\r\n"))
+            if m and m.group(3).strip():
+                try:
+                    sub = _key_path(m.group(3).strip())
+                except Exception:
+                    sub = ()
+                if sub[:len(h.path)] != h.path:
+                    break
+            if _is_content(line):
+                end = i + 1
+        return h.index, end
+
+    def write_table(self, path, data):
+        """Make an existing table equal ``data``: re-render it in place, marked as ours.
+
+        A table we added stays 'added'; any other is marked 'replaced'. No change when equal.
+        """
+        path = tuple(path)
+        tt = self.tt
+        h = tt.header(path)
+        if h is None:
+            raise TomlEditError("%s: %s is not written as a [table]; edit it by hand" % (self.name, ".".join(path)))
+        start, end = self.table_block(path)
+        spread = [x for x in tt.headers_under(path) if x.index >= end]
+        if spread:
+            raise TomlEditError("%s: the sub-tables of %s are spread over the file (line %d); edit it by hand"
+                                % (self.name, ".".join(path), spread[0].index + 1))
+        if tt.get(path) == data and h.marker is not None:
+            return False
+        block = self.render_table(path, data, h.indent, detect_step(tt, h),
+                                  mark=ADDED if h.marker == "added" else REPLACED_TABLE)
+        lines = list(tt.lines)
+        if lines[start:end] == block:
+            return False
+        lines[start:end] = block
+        self._commit(lines)
+        return True
+
+    def remove_table(self, path):
+        """Remove a table and its contiguous sub-tables; a table we added takes its blank line along."""
+        path = tuple(path)
+        h = self.tt.header(path)
+        if h is None:
+            return False
+        start, end = self.table_block(path)
+        lines = list(self.tt.lines)
+        if h.marker == "added":
+            if start > 0 and not lines[start - 1].strip():
+                start -= 1
+            elif start == 0 and end < len(lines) and not lines[end].strip():
+                end += 1
+        del lines[start:end]
+        self._commit(lines)
+        return True
+
+
+def detect_step(tt, h):
+    rng = tt.body_range(h.path)
+    for i in range(rng[0], rng[1]):
+        m = _KEYLINE_RE.match(tt.lines[i].rstrip("\r\n"))
+        if m:
+            return m.group(1)[len(h.indent):] if m.group(1).startswith(h.indent) else "  "
+    return "  "

@@ -1,0 +1,411 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpuops.nvidia contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: nvidia_containerd_runtime
+short_description: Add the NVIDIA runtime handler to containerd without losing anything else
+version_added: "0.1.0"
+description:
+  - Adds (or removes) the C(nvidia) runtime handler, and optionally its C(-cdi)/C(-legacy) variants, to
+    containerd's CRI plugin, for containerd 1.6/1.7 (config version 1 and 2) and 2.x (version 3), in
+    place or through a drop-in file.
+  - The handler copies the whole table of the runtime it wraps (the default runtime unless it is one of
+    ours, else C(runc), else C(crun)), so C(SystemdCgroup) and friends follow, and sets
+    C(options.BinaryName).
+  - Edits are format-preserving; comments, order and every key the module does not own stay
+    byte-identical. Values it changes keep the original in a trailing C(# gpuops.nvidia:) comment so
+    that O(state=absent) restores the original bytes.
+  - On containerd older than 2.0 a file's C(runtimes) table replaces the built-in one, so the default
+    runtime is written too when the file lacks it (otherwise the CRI plugin refuses to load). On
+    containerd older than 2.1 an imported file replaces whole plugin sections, so a drop-in imported by
+    containerd carries the main file's whole CRI section.
+  - Candidate files are checked with the real C(containerd config dump) before anything is replaced;
+    the runtime is restarted only when a file changed, and the files are rolled back when it does not
+    come back healthy.
+author:
+  - gpuops.nvidia contributors
+requirements:
+  - tomlkit >= 0.12 on the managed node
+extends_documentation_fragment: []
+attributes:
+  check_mode:
+    support: full
+    description: Computes every change and the real diff; writes nothing and restarts nothing.
+  diff_mode:
+    support: full
+    description: Returns a before/after pair per file.
+  platform:
+    support: full
+    platforms: posix
+options:
+  state:
+    description: V(absent) removes exactly what V(present) adds and restores values it replaced.
+    type: str
+    choices: [present, absent]
+    default: present
+  config:
+    description: containerd's main config file. It may not exist yet.
+    type: path
+    default: /etc/containerd/config.toml
+  drop_in:
+    description:
+      - Write the runtime tables to this file instead of editing O(config) in place.
+      - O(config) then gets an C(imports) entry for it unless an existing import (path or glob) already
+        covers it, or O(manage_imports=false).
+    type: path
+  manage_imports:
+    description: Add the drop-in to O(config)'s C(imports). V(false) for k0s, which loads its drop-in folder itself.
+    type: bool
+    default: true
+  config_source:
+    description:
+      - Ordered ways to read the current effective config; the first that works wins.
+      - V(command) runs C(<containerd_path> --config <config> config dump) (only read, never written back).
+      - V(file) parses O(config) and its imports.
+    type: list
+    elements: str
+    choices: [command, file]
+    default: [command, file]
+  containerd_path:
+    description: containerd binary for the dump, version detection and validation (k0s C(/var/lib/k0s/bin/containerd)).
+    type: str
+    default: containerd
+  config_version:
+    description:
+      - V(auto) reads the file's C(version) key; no key in a non-empty file means 1; an empty or missing
+        file gets 3 when the binary is 2.x, else 2.
+    type: str
+    choices: [auto, "1", "2", "3"]
+    default: auto
+  runtime_name:
+    description: Handler name.
+    type: str
+    default: nvidia
+  runtime_path:
+    description: The NVIDIA runtime binary; becomes C(options.BinaryName).
+    type: path
+    default: /usr/bin/nvidia-container-runtime
+  runtime_type:
+    description: Used when the copied runtime table has no C(runtime_type).
+    type: str
+    default: io.containerd.runc.v2
+  variants:
+    description: Extra handlers C(<runtime_name>-cdi) / C(-legacy) with C(BinaryName) C(<runtime_path>.cdi) / C(.legacy).
+    type: list
+    elements: str
+    choices: [cdi, legacy]
+    default: []
+  set_as_default:
+    description: Make O(runtime_name) the default runtime. V(false) unsets a default that names one of ours.
+    type: bool
+    default: false
+  enable_cdi:
+    description: Set C(enable_cdi = true) under the CRI plugin (containerd >= 1.7).
+    type: bool
+    default: false
+  cdi_spec_dirs:
+    description: C(cdi_spec_dirs) written beside C(enable_cdi) when O(enable_cdi=true).
+    type: list
+    elements: path
+  copy_options_from:
+    description: Runtime whose table is copied. Default is the default runtime unless it is one of ours, else C(runc), else C(crun).
+    type: str
+  enable_cri:
+    description:
+      - Remove the CRI plugin from C(disabled_plugins) (Docker's C(containerd.io) ships C(disabled_plugins = ["cri"])).
+      - Without it such a config gets a warning naming this option.
+    type: bool
+    default: false
+  validate:
+    description:
+      - Check the candidate files with the real binary before anything is replaced.
+      - When the binary is absent and the config file does not exist yet (bootstrap), validation is
+        skipped with a warning; when the file exists it is an error.
+    type: bool
+    default: true
+  backup:
+    description: Create a timestamped backup beside each file before it is changed.
+    type: bool
+    default: false
+  restart:
+    description:
+      - When a file changed. V(auto) restarts the systemd unit O(service) if it is active; else warns
+        when something listens on O(socket); else (nothing runs, bootstrap) does nothing.
+      - V(systemd) always restarts the unit. V(signal) sends SIGHUP to the process owning O(socket):
+        containerd B(exits) on SIGHUP (it is not a reload) and its supervisor (systemd
+        C(Restart=always), k0s) starts it again. V(none) never restarts.
+    type: str
+    choices: [auto, systemd, signal, none]
+    default: auto
+  service:
+    description: systemd unit to restart.
+    type: str
+    default: containerd
+  socket:
+    description: containerd's socket, for health checks and signal mode.
+    type: path
+    default: /run/containerd/containerd.sock
+  restart_timeout:
+    description: Seconds to wait for a healthy runtime (socket answers, CRI plugin C(ok)) after a restart.
+    type: int
+    default: 60
+notes:
+  - Healthy means the socket answers and C(ctr plugins ls) shows the CRI plugin C(ok) (when C(ctr) is
+    found beside O(containerd_path) or on C(PATH); else only the socket is checked).
+  - When the runtime is not healthy after the restart, every file written is restored to its previous
+    bytes, the runtime is restarted again and the module fails with the daemon's last log lines.
+  - O(state=absent) removes handler tables named O(runtime_name) (and variants) even when another tool
+    wrote them, and never leaves the default pointing at a removed handler; the exact original bytes
+    come back whenever the original had no such handler.
+seealso:
+  - name: containerd configuration
+    description: containerd's config file reference.
+    link: https://github.com/containerd/containerd/blob/main/docs/man/containerd-config.toml.5.md
+"""
+
+EXAMPLES = r"""
+- name: Add the nvidia handler in place (containerd 1.6/1.7, /etc/containerd/config.toml)
+  gpuops.nvidia.nvidia_containerd_runtime:
+    state: present
+
+- name: containerd 2.x, through a drop-in, as the default runtime with CDI
+  gpuops.nvidia.nvidia_containerd_runtime:
+    drop_in: /etc/containerd/conf.d/99-nvidia.toml
+    set_as_default: true
+    enable_cdi: true
+    variants: [cdi]
+
+- name: k0s (also before k0s is installed); k0s loads and watches its drop-in folder itself
+  gpuops.nvidia.nvidia_containerd_runtime:
+    config: /etc/k0s/containerd.toml
+    drop_in: /etc/k0s/containerd.d/nvidia.toml
+    manage_imports: false
+    containerd_path: /var/lib/k0s/bin/containerd
+    config_version: "3"
+    socket: /run/k0s/containerd.sock
+    restart: none
+
+- name: Docker's containerd.io ships the CRI plugin disabled
+  gpuops.nvidia.nvidia_containerd_runtime:
+    enable_cri: true
+
+- name: Remove everything the module added
+  gpuops.nvidia.nvidia_containerd_runtime:
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether a file changed (or would change, in check mode).
+  returned: always
+  type: bool
+diff:
+  description: A before/after pair per file, with the file as header (check and diff mode).
+  returned: when diff mode is on
+  type: list
+  elements: dict
+config_version:
+  description: The config version written.
+  returned: always
+  type: int
+  sample: 2
+containerd_version:
+  description: The version of O(containerd_path), when it was found.
+  returned: always
+  type: str
+  sample: 1.7.24
+source:
+  description: Which source the effective config was read from.
+  returned: always
+  type: str
+  sample: command
+files:
+  description: Files written (or that would be written in check mode).
+  returned: always
+  type: list
+  elements: str
+runtimes:
+  description: Handlers managed.
+  returned: always
+  type: list
+  elements: str
+  sample: [nvidia, nvidia-cdi]
+default_runtime:
+  description: The default runtime after the change.
+  returned: always
+  type: str
+  sample: runc
+low_level_runtime:
+  description: The copied runtime's C(BinaryName), or its name when that is empty (the toolkit config needs it).
+  returned: when state is present
+  type: str
+  sample: runc
+restarted:
+  description: Whether the runtime was restarted.
+  returned: always
+  type: bool
+restart_method:
+  description: How it was restarted (systemd, signal) or null.
+  returned: always
+  type: str
+backup_files:
+  description: Backups created.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
+    HAS_TOMLKIT, TOMLKIT_IMPORT_ERROR, TomlEditError,
+)
+
+if HAS_TOMLKIT:
+    from ansible_collections.gpuops.nvidia.plugins.module_utils import containerd as engine
+from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            config=dict(type="path", default="/etc/containerd/config.toml"),
+            drop_in=dict(type="path"),
+            manage_imports=dict(type="bool", default=True),
+            config_source=dict(type="list", elements="str", default=["command", "file"], choices=["command", "file"]),
+            containerd_path=dict(type="str", default="containerd"),
+            config_version=dict(type="str", default="auto", choices=["auto", "1", "2", "3"]),
+            runtime_name=dict(type="str", default="nvidia"),
+            runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
+            runtime_type=dict(type="str", default="io.containerd.runc.v2"),
+            variants=dict(type="list", elements="str", default=[], choices=["cdi", "legacy"]),
+            set_as_default=dict(type="bool", default=False),
+            enable_cdi=dict(type="bool", default=False),
+            cdi_spec_dirs=dict(type="list", elements="path"),
+            copy_options_from=dict(type="str"),
+            enable_cri=dict(type="bool", default=False),
+            validate=dict(type="bool", default=True),
+            backup=dict(type="bool", default=False),
+            restart=dict(type="str", default="auto", choices=["auto", "systemd", "signal", "none"]),
+            service=dict(type="str", default="containerd"),
+            socket=dict(type="path", default="/run/containerd/containerd.sock"),
+            restart_timeout=dict(type="int", default=60),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_TOMLKIT:
+        module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
+    params = module.params
+
+    def run(argv):
+        rc, out, err = module.run_command(argv)
+        return rc, out, err
+
+    opts = {k: params[k] for k in engine.DEFAULTS}
+    opts["containerd_path"] = params["containerd_path"]
+    result = dict(changed=False, files=[], restarted=False, restart_method=None, backup_files=[])
+    try:
+        plan = engine.plan(opts, runner=run)
+    except (engine.EngineError, TomlEditError) as e:
+        module.fail_json(msg=to_native(e), **result)
+
+    binpath = engine.which(params["containerd_path"])
+    result.update(
+        config_version=plan.config_version,
+        containerd_version=plan.version_string(),
+        source=plan.source,
+        runtimes=plan.runtimes,
+        default_runtime=plan.default_runtime,
+        low_level_runtime=plan.low_level_runtime,
+        files=[f.path for f in plan.files if f.changed],
+        changed=plan.changed,
+    )
+    if module._diff:
+        result["diff"] = [dict(before=f.before or "", after=f.after or "",
+                               before_header="%s (%s)" % (f.path, "absent" if f.before is None else "before"),
+                               after_header="%s (%s)" % (f.path, "deleted" if f.after is None else "after"))
+                          for f in plan.files if f.changed]
+
+    if plan.changed and params["validate"]:
+        if binpath:
+            try:
+                engine.validate(plan, opts, binpath, runner=run)
+            except (engine.EngineError, TomlEditError) as e:
+                module.fail_json(msg=to_native(e), **result)
+        elif os.path.exists(params["config"]):
+            module.fail_json(msg="containerd binary %r not found, so the new config cannot be validated and %s "
+                                 "exists; install containerd first or set validate: false"
+                                 % (params["containerd_path"], params["config"]), **result)
+        else:
+            plan.warnings.append("validation skipped: containerd binary %r not found (bootstrap before the "
+                                 "runtime is installed)" % params["containerd_path"])
+    for w in plan.warnings:
+        module.warn(w)
+
+    if not plan.changed or module.check_mode:
+        module.exit_json(**result)
+
+    changes = [(f.path, f.before, f.after) for f in plan.files]
+    try:
+        written, backups = fileops.apply_changes(changes, module=module, backup=params["backup"])
+    except fileops.FileOpError as e:
+        module.fail_json(msg=to_native(e), **result)
+    result["backup_files"] = backups
+    previous = [(f.path, f.before) for f in plan.files if f.changed]
+
+    ctr = engine.ctr_for(binpath)
+    expect_cri = engine.cri_expected(plan)
+
+    def healthy():
+        if not ctr:
+            return True
+        status = engine.cri_plugin_status(ctr, params["socket"], runner=run)
+        if status is None:
+            return False
+        if not expect_cri:
+            return True
+        return bool(status) and all(v == "ok" for v in status.values())
+
+    restarter = service.Restarter(run, params["restart"], params["service"], params["socket"],
+                                  params["restart_timeout"], healthy, module.warn)
+    method = restarter.decide()
+    if method is None:
+        module.exit_json(**result)
+    if not ctr:
+        module.warn("ctr not found beside %s or on PATH: health after restart is judged by the socket only"
+                    % params["containerd_path"])
+    try:
+        restarter.restart(method)
+    except service.RestartError as e:
+        errors = fileops.restore(previous, module=module)
+        recovered = True
+        try:
+            restarter.restart(method)
+        except service.RestartError as e2:
+            recovered = False
+            errors.append("restart after rollback: %s" % e2)
+        msg = "%s; the previous files were restored (%s)%s" % (
+            e, ", ".join(p for p, _b in previous),
+            "" if recovered else " but the runtime is still not healthy: " + "; ".join(errors))
+        logs = restarter.journal()
+        if logs:
+            msg += ". Last log lines:\n" + logs
+        result.update(changed=True, restarted=True, restart_method=method, rolled_back=True)
+        module.fail_json(msg=msg, **result)
+    result.update(restarted=True, restart_method=method)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
