@@ -102,7 +102,7 @@ def parse_version(text):
     return None
 
 
-def binary_version(path, runner):
+def read_binary_version(path, runner):
     rc, out, err = runner([path, "--version"])
     if rc != 0:
         raise EngineError("%s --version failed (rc=%s): %s" % (path, rc, (err or out).strip()))
@@ -223,8 +223,15 @@ def resolve_version(opts, data, binver, name):
     return 3 if binver and binver >= (2, 0, 0) else 2
 
 
+def check_imports(data, config_path):
+    imports = data.get("imports")
+    if imports is not None and not (isinstance(imports, list) and all(isinstance(x, str) for x in imports)):
+        raise EngineError("%s: imports must be a list of paths, found %r" % (config_path, imports))
+
+
 def import_paths(data, config_path):
     """Files listed in ``imports`` (globs expanded, relative to the config's folder), in load order."""
+    check_imports(data, config_path)
     out = []
     base = os.path.dirname(os.path.abspath(config_path))
     for entry in data.get("imports") or []:
@@ -344,8 +351,9 @@ class Context(object):
         self.binver = binver
         self.file_tables = file_tables    # runtime tables as written in the main file (+imports)
         self.ours = handler_names(opts)
-        # < 2.0: a file's runtimes table replaces the built-in map (FIELD-NOTES); unknown binary: assume so
-        self.replaces_builtin = binver is None or binver < (2, 0, 0)
+        # < 2.0: a file's runtimes table replaces the built-in map (FIELD-NOTES); unknown binary: v1/v2
+        # configs are read by 1.x (or k0s <= 1.35's 1.7), v3 only by 2.x
+        self.replaces_builtin = binver < (2, 0, 0) if binver is not None else version < 3
 
     def source_name(self, default_name):
         want = self.opts["copy_options_from"]
@@ -357,8 +365,11 @@ class Context(object):
                 raise EngineError("copy_options_from: runtime %r is not configured (known: %s)"
                                   % (want, ", ".join(sorted(known)) or "none"))
             return want
-        if default_name not in self.ours and default_name in known:
-            return default_name
+        if default_name not in self.ours:
+            if default_name in known or default_name == "runc":   # runc: containerd's built-in
+                return default_name
+            raise EngineError("default_runtime_name = %r names no configured runtime (known: %s): the CRI plugin "
+                              "cannot load this config; fix it first" % (default_name, ", ".join(sorted(known)) or "none"))
         for name in ("runc", "crun"):
             if name in known:
                 return name
@@ -407,10 +418,24 @@ def _layout_for(ed, rt, after_name):
     return anchor.path, anchor.indent, detect_step(ed.tt, anchor)
 
 
+def require_tables(data, path, name):
+    """Every step of ``path`` that exists must be a table: a value there is an error, not a guess."""
+    node = data
+    for i, p in enumerate(path):
+        if not isinstance(node, dict) or p not in node:
+            return
+        node = node[p]
+        if not isinstance(node, dict):
+            raise EngineError("%s: %s must be a table, but it is set to a value (%r)" % (name, ".".join(path[:i + 1]), node))
+
+
 def patch(ed, ctx):
     """Apply our edits on one target file. Returns (default runtime after, low-level runtime)."""
     opts = ctx.opts
     data = ed.tt.data
+    require_tables(data, ctx.rt, ed.name)
+    for name in ctx.ours:
+        require_tables(data, ctx.rt + (name, "options"), ed.name)
     current_default = get_in(data, ctx.cri + ("containerd", "default_runtime_name")) or ctx.eff.default
     binaries = handler_binaries(opts)
 
@@ -560,8 +585,12 @@ def _patch_enable_cri(ed, opts, present, plan, name):
             "remove it." % (name, cur))
 
 
-def plan(opts, runner=default_runner):
-    """Compute the changes for ``opts`` (see DEFAULTS). Raises EngineError/TomlEditError on bad input."""
+def plan(opts, runner=default_runner, binary_version=None):
+    """Compute the changes for ``opts`` (see DEFAULTS). Raises EngineError/TomlEditError on bad input.
+
+    ``binary_version`` (a tuple) stands in for the version of an absent binary, e.g. the containerd a
+    node will run once installed.
+    """
     o = dict(DEFAULTS)
     o.update({k: v for k, v in opts.items() if v is not None or k in ("drop_in", "copy_options_from")})
     opts = o
@@ -573,7 +602,7 @@ def plan(opts, runner=default_runner):
     p.main_path = opts["config"]
 
     binpath = which(opts["containerd_path"])
-    binver = binary_version(binpath, runner) if binpath else None
+    binver = read_binary_version(binpath, runner) if binpath else binary_version
     p.containerd_version = binver
 
     config = opts["config"]
@@ -583,6 +612,8 @@ def plan(opts, runner=default_runner):
     main_tt = TomlText(main_text or "", config)
     main_data = main_tt.data
     version = resolve_version(opts, main_data, binver, config)
+    check_imports(main_data, config)
+    require_tables(main_data, CRI_PATHS[version] + ("containerd", "runtimes"), config)
     if binver is not None and binver >= (2, 0, 0) and version == 1:
         raise EngineError("%s is a version 1 config, which containerd %s ignores (its CRI section "
                           "'plugins.cri' is not read); migrate it first: containerd config migrate"

@@ -320,6 +320,27 @@ class Editor(object):
     def _line(self, body):
         return body + self.tt.nl
 
+    @staticmethod
+    def _same_ending(old, body):
+        """``body`` with the line ending ``old`` had (none at the end of a file without one)."""
+        return body + old[len(old.rstrip("\r\n")):]
+
+    def _insert(self, lines, at, new):
+        """Insert whole lines; at the end of a file without a final newline, our last line goes without."""
+        if at > 0 and not lines[at - 1].endswith(("\n", "\r")):
+            lines[at - 1] += self.tt.nl
+            if at == len(lines):
+                new = list(new)
+                new[-1] = new[-1].rstrip("\r\n")
+        lines[at:at] = new
+
+    def _delete(self, lines, start, end):
+        """Delete whole lines; give the missing final newline back when our last line had none."""
+        at_eof_without_nl = end == len(lines) and not lines[-1].endswith(("\n", "\r"))
+        del lines[start:end]
+        if at_eof_without_nl and lines:
+            lines[-1] = lines[-1].rstrip("\r\n")
+
     # -- values ------------------------------------------------------------------------------------
     def set_value(self, path, key, value):
         """Set ``key`` in table ``path`` to ``value`` (plain Python), recording what was there.
@@ -340,9 +361,9 @@ class Editor(object):
                 return False
             lines = list(tt.lines)
             if ours:
-                lines[idx] = self._line(prefix + new + ws + comment)
+                lines[idx] = self._same_ending(lines[idx], prefix + new + ws + comment)
             else:
-                lines[idx] = self._line(prefix + new + "  " + REPLACED + old + ws + comment)
+                lines[idx] = self._same_ending(lines[idx], prefix + new + "  " + REPLACED + old + ws + comment)
             self._commit(lines)
             return True
         self._check_tables(path)
@@ -355,9 +376,7 @@ class Editor(object):
         for i in range(start, end):
             if _is_content(lines[i]):
                 at = i + 1
-        if at > 0 and not lines[at - 1].endswith(("\n", "\r")):
-            lines[at - 1] += tt.nl
-        lines.insert(at, self._line(tt.key_indent(path) + render_key(key) + " = " + new + "  " + ADDED))
+        self._insert(lines, at, [self._line(tt.key_indent(path) + render_key(key) + " = " + new + "  " + ADDED)])
         self._commit(lines)
         return True
 
@@ -397,10 +416,10 @@ class Editor(object):
         prefix, _old, _ws, comment = tt.split_key_line(idx)
         lines = list(tt.lines)
         if marker == "replaced":
-            lines[idx] = self._line(prefix + comment[len(REPLACED):])
+            lines[idx] = self._same_ending(lines[idx], prefix + comment[len(REPLACED):])
             self._commit(lines)
             return True
-        del lines[idx]
+        self._delete(lines, idx, idx + 1)
         self._commit(lines)
         h = self.tt.header(path) if path else None
         if h is not None and h.marker == "added":
@@ -456,9 +475,7 @@ class Editor(object):
                 at -= 1
         block = self.render_table(path, data, indent, step, mark_keys=mark_keys)
         if at > 0:
-            if not lines[at - 1].endswith(("\n", "\r")):
-                lines[at - 1] += tt.nl
-            lines[at:at] = [self._line("")] + block
+            self._insert(lines, at, [self._line("")] + block)
         else:
             lines[0:0] = block + ([self._line("")] if lines else [])
         self._commit(lines)
@@ -490,17 +507,28 @@ class Editor(object):
         path = tuple(path)
         tt = self.tt
         h = tt.header(path)
-        if h is None:
+        under = tt.headers_under(path)
+        if h is None and not under:
             raise TomlEditError("%s: %s is not written as a [table]; edit it by hand" % (self.name, ".".join(path)))
-        start, end = self.table_block(path)
-        spread = [x for x in tt.headers_under(path) if x.index >= end]
+        if h is None:   # only its sub-tables have headers ([...nvidia.options]): replace from the first one
+            first = under[0]
+            start, end = first.index, self.table_block(first.path)[1]
+            for x in under[1:]:
+                if x.index == end or all(not _is_content(line) for line in tt.lines[end:x.index]):
+                    end = self.table_block(x.path)[1]
+            h = Header(first.index, path, first.raw, first.indent, False, first.comment)
+            h_marker = None
+        else:
+            start, end = self.table_block(path)
+            h_marker = h.marker
+        spread = [x for x in under if x.index >= end]
         if spread:
             raise TomlEditError("%s: the sub-tables of %s are spread over the file (line %d); edit it by hand"
                                 % (self.name, ".".join(path), spread[0].index + 1))
-        if tt.get(path) == data and h.marker is not None:
+        if tt.get(path) == data and h_marker is not None:
             return False
-        block = self.render_table(path, data, h.indent, detect_step(tt, h),
-                                  mark=ADDED if h.marker == "added" else REPLACED_TABLE)
+        step = detect_step(tt, h) if tt.header(path) is not None else "  "
+        block = self.render_table(path, data, h.indent, step, mark=ADDED if h_marker == "added" else REPLACED_TABLE)
         lines = list(tt.lines)
         if lines[start:end] == block:
             return False
@@ -521,7 +549,7 @@ class Editor(object):
                 start -= 1
             elif start == 0 and end < len(lines) and not lines[end].strip():
                 end += 1
-        del lines[start:end]
+        self._delete(lines, start, end)
         self._commit(lines)
         return True
 
