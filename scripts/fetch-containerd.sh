@@ -7,7 +7,7 @@
 #
 # Layout: $GPUOPS_CACHE/containerd/<suite>/{usr/bin/containerd,usr/bin/ctr,...,VERSION}
 #         $GPUOPS_CACHE/runc/usr/sbin/runc
-# The archive mirror is read from this machine's own apt sources, never hard-coded.
+# The archive mirror is read from this machine's own apt sources (or GPUOPS_DEBIAN_MIRROR), never hard-coded.
 set -euo pipefail
 
 cache="${GPUOPS_CACHE:-$HOME/.cache/gpuops-nvidia}"
@@ -34,7 +34,8 @@ done
 if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
   mirror=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
 fi
-[ -n "$mirror" ] || { echo "fetch-containerd: no Debian mirror found in /etc/apt sources" >&2; exit 2; }
+mirror="${GPUOPS_DEBIAN_MIRROR:-$mirror}"
+[ -n "$mirror" ] || { echo "fetch-containerd: no Debian mirror in /etc/apt sources (an Ubuntu host?): set GPUOPS_DEBIAN_MIRROR to a Debian archive URL" >&2; exit 2; }
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 [ -f "$keyring" ] || { echo "fetch-containerd: $keyring missing (install debian-archive-keyring)" >&2; exit 2; }
 
@@ -45,7 +46,7 @@ srclist="$work/sources.list"
 for s in "${suites[@]}"; do echo "deb [signed-by=$keyring] $mirror $s main" >>"$srclist"; done
 aptopts=(-o "Dir::Etc::SourceList=$srclist" -o Dir::Etc::SourceParts=/dev/null
          -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o Debug::NoLocking=1
-         -o APT::Sandbox::User=root)
+         -o APT::Sandbox::User=root -o Acquire::Check-Valid-Until=false)
 mkdir -p "$work/cache/archives/partial"
 apt-get "${aptopts[@]}" -qq update >&2
 

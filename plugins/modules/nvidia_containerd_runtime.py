@@ -138,9 +138,9 @@ options:
     description:
       - When a file changed. V(auto) restarts the systemd unit O(service) if it is active; else warns
         when something listens on O(socket); else (nothing runs, bootstrap) does nothing.
-      - V(systemd) always restarts the unit. V(signal) sends SIGHUP to the process owning O(socket):
-        containerd B(exits) on SIGHUP (it is not a reload) and its supervisor (systemd
-        C(Restart=always), k0s) starts it again. V(none) never restarts.
+      - V(systemd) always restarts the unit. V(none) never restarts.
+      - V(signal) sends SIGHUP to the process owning O(socket). containerd B(exits) on SIGHUP (it is
+        not a reload); its supervisor (systemd C(Restart=always), k0s) starts it again.
     type: str
     choices: [auto, systemd, signal, none]
     default: auto
