@@ -260,6 +260,25 @@ def import_covers(data, config_path, target):
     return False
 
 
+def rewrite_imports(text, config_path, exclude=None, append=None):
+    """``text`` with ``imports`` made explicit and absolute (globs expanded now), ``exclude`` left out and
+    ``append`` added: a main file that can be loaded from another folder (validation, dumps)."""
+    ed = Editor(text, config_path)
+    data = ed.tt.data
+    entries = import_paths(data, config_path)
+    for entry in data.get("imports") or []:        # explicit paths that do not exist yet stay listed
+        full = os.path.normpath(entry if os.path.isabs(entry) else os.path.join(os.path.dirname(os.path.abspath(config_path)), entry))
+        if not glob.has_magic(full) and full not in entries:
+            entries.append(full)
+    if exclude:
+        entries = [e for e in entries if os.path.abspath(e) != os.path.abspath(exclude)]
+    if append:
+        entries.append(append)
+    if entries != data.get("imports") and (entries or "imports" in data):
+        ed.set_value((), "imports", entries)
+    return ed.text
+
+
 class Effective(object):
     """The effective CRI runtime settings: (version, runtimes dict, default name, disabled plugins)."""
 
@@ -273,15 +292,18 @@ class Effective(object):
         self.disabled = [p for p in (data.get("disabled_plugins") or []) if isinstance(p, str)]
 
 
-def effective_from_command(opts, binpath, runner, config_path):
+def effective_from_command(opts, binpath, runner, config_path, main_text, exclude=None):
+    """``containerd --config F config dump``; without our own drop-in (``exclude``), which a run rewrites."""
     if not binpath:
         raise EngineError("containerd binary %r not found" % opts["containerd_path"])
     tmp = None
     try:
-        if not os.path.exists(config_path):
-            # containerd 1.x refuses a missing --config; an empty file gives the built-in defaults.
-            fd, tmp = tempfile.mkstemp(prefix="gpuops-empty-", suffix=".toml")
-            os.close(fd)
+        if main_text is None or (exclude and os.path.exists(exclude)):
+            # containerd 1.x refuses a missing --config (an empty file gives the built-in defaults); our
+            # drop-in is left out of a temp copy of the main file
+            fd, tmp = tempfile.mkstemp(prefix="gpuops-dump-", suffix=".toml")
+            with os.fdopen(fd, "w") as f:
+                f.write(rewrite_imports(main_text, config_path, exclude) if main_text else "")
             config_path = tmp
         rc, out, err = runner([binpath, "--config", config_path, "config", "dump"])
     finally:
@@ -296,11 +318,13 @@ def effective_from_command(opts, binpath, runner, config_path):
     return Effective(version, data, "command")
 
 
-def effective_from_files(opts, version, main_data, config_path, binver):
-    """Main file plus its imports, merged the way this containerd merges them."""
+def effective_from_files(opts, version, main_data, config_path, binver, exclude=None):
+    """Main file plus its imports (without our own drop-in), merged the way this containerd merges them."""
     merged = copy.deepcopy(main_data)
     replace = version == 1 or binver is None or binver < (2, 1, 0)
     for path in import_paths(main_data, config_path):
+        if exclude and os.path.abspath(path) == os.path.abspath(exclude):
+            continue
         text = read_text(path)
         if text is None:
             continue
@@ -502,8 +526,10 @@ def patch(ed, ctx):
             after, indent, step = _layout_for(ed, ctx.rt, None)
             ed.add_table(ctx.rt + (name,), table, after=after, indent=indent, step=step)
 
-    # CDI
-    if opts["enable_cdi"]:
+    # CDI (not written where the effective config already enables it, e.g. containerd 2.x's default)
+    eff_cdi = get_in(ctx.eff.data, CRI_PATHS[ctx.eff.version] + ("enable_cdi",))
+    if opts["enable_cdi"] and not (eff_cdi is True and get_in(ed.tt.data, ctx.cri + ("enable_cdi",)) is None
+                                   and ed.marker_of(ctx.cri, "enable_cdi") is None):
         ed.set_value(ctx.cri, "enable_cdi", True)
         if opts.get("cdi_spec_dirs"):
             ed.set_value(ctx.cri, "cdi_spec_dirs", list(opts["cdi_spec_dirs"]))
@@ -625,12 +651,17 @@ def plan(opts, runner=default_runner, binary_version=None):
     # the effective config, from the first source that works
     errors = []
     eff = None
+    own_drop = None
+    if opts["drop_in"]:
+        drop_text = read_text(opts["drop_in"])
+        if drop_text is None or drop_text.startswith(DROP_IN_HEADER):
+            own_drop = opts["drop_in"]
     for src in opts["config_source"]:
         try:
             if src == "command":
-                eff = effective_from_command(opts, binpath, runner, config)
+                eff = effective_from_command(opts, binpath, runner, config, main_text, own_drop)
             elif src == "file":
-                eff = effective_from_files(opts, version, main_data, config, binver)
+                eff = effective_from_files(opts, version, main_data, config, binver, own_drop)
             else:
                 raise EngineError("config_source: unknown source %r" % src)
             break
@@ -774,34 +805,20 @@ def validate(p, opts, binpath, runner=default_runner):
         if drop and not opts.get("manage_imports", True):
             if not present:
                 return
-            main_text = after.get(os.path.abspath(drop)) or ""
-            imports = []
+            cand_text = after.get(os.path.abspath(drop)) or ""   # k0s merges it into its own config
         else:
             main_text = after.get(os.path.abspath(config))
             if main_text is None:
                 main_text = read_text(config) or ""
-            imports = []
-        data = parse(main_text, config).unwrap()
-        base = os.path.dirname(os.path.abspath(config))
-        for entry in data.get("imports") or []:
-            if not isinstance(entry, str):
-                continue
-            full = os.path.normpath(entry if os.path.isabs(entry) else os.path.join(base, entry))
-            if drop and full == os.path.abspath(drop):
-                continue
-            imports.append(full)
-        if drop and opts.get("manage_imports", True) and after.get(os.path.abspath(drop)) is not None:
-            cand = os.path.join(tmpdir, "drop-in.toml")
-            with open(cand, "w") as f:
-                f.write(after[os.path.abspath(drop)])
-            imports.append(cand)
-        ed = Editor(main_text, config)
-        if "imports" in data or imports:
-            if data.get("imports") != imports:
-                ed.set_value((), "imports", imports)
+            cand_drop = None
+            if drop and after.get(os.path.abspath(drop)) is not None:
+                cand_drop = os.path.join(tmpdir, "drop-in.toml")
+                with open(cand_drop, "w") as f:
+                    f.write(after[os.path.abspath(drop)])
+            cand_text = rewrite_imports(main_text, config, exclude=drop, append=cand_drop)
         cand_main = os.path.join(tmpdir, "config.toml")
         with open(cand_main, "w") as f:
-            f.write(ed.text)
+            f.write(cand_text)
         rc, out, err = runner([binpath, "--config", cand_main, "config", "dump"])
         if rc != 0:
             raise EngineError("containerd rejected the new config (%s --config <candidate> config dump, rc=%s): %s"
