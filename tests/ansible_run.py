@@ -250,6 +250,62 @@ def run_module(
         return result
 
 
+def run_module_steps(
+    module_fqcn: str,
+    steps: list[Mapping[str, Any]],
+    env: Mapping[str, str] | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[ModuleResult]:
+    """Run ``module_fqcn`` once per step, in order, in ONE ansible-playbook (saves its start-up).
+
+    A step is the module's args, plus optional ``_check``/``_diff`` booleans.  Returns one
+    result per step, as :func:`run_module` would (a failed step does not stop the next).
+    """
+    with tempfile.TemporaryDirectory(prefix="gpuops-ansible-run-") as tmp:
+        tmpd = Path(tmp)
+        tasks = []
+        for i, step in enumerate(steps):
+            step = dict(step)
+            check, diff = bool(step.pop("_check", False)), bool(step.pop("_diff", False))
+            out_file = tmpd / f"result{i}.json"
+            tasks.append(f"""\
+    - name: step {i}
+      {module_fqcn}: {_yaml(step)}
+      register: gpuops_step
+      ignore_errors: true
+      check_mode: {_yaml(check)}
+      diff: {_yaml(diff)}
+
+    - name: save step {i}
+      ansible.builtin.copy:
+        content: "{{{{ gpuops_step | to_json }}}}"
+        dest: {json.dumps(str(out_file))}
+        mode: "0600"
+      check_mode: false
+      diff: false
+""")
+        playbook = "- name: run_module_steps\n  hosts: localhost\n  gather_facts: false\n  tasks:\n" + "\n".join(tasks)
+        pb_file = tmpd / "steps.yml"
+        pb_file.write_text(playbook)
+        inv = tmpd / "inventory"
+        inv.write_text(_inventory_text())
+        rc, stdout, stderr = _run(_ansible_cmd("playbook") + ["-i", str(inv), str(pb_file)], ansible_env(env),
+                                  timeout, REPO_ROOT)
+        results = []
+        for i in range(len(steps)):
+            f = tmpd / f"result{i}.json"
+            if f.is_file():
+                r = ModuleResult(json.loads(f.read_text()))
+            else:
+                r = ModuleResult(failed=True, changed=False, msg=_error_from_output(stdout, stderr))
+            r.setdefault("changed", False)
+            r.setdefault("failed", False)
+            r.rc, r.stdout, r.stderr, r.playbook = rc, stdout, stderr, playbook
+            results.append(r)
+        return results
+
+
 def run_playbook(
     path_or_yaml_text: str | os.PathLike,
     extravars: Mapping[str, Any] | None = None,

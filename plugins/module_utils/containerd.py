@@ -826,6 +826,8 @@ def validate(p, opts, binpath, runner=default_runner):
         dump = parse(out, "containerd config dump").unwrap()
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+    if any(x in CRI_PLUGIN_IDS for x in dump.get("disabled_plugins") or []):
+        return   # the CRI plugin is disabled: containerd loads none of its config (warned about already)
     dversion = dump.get("version", 1)
     cri = get_in(dump, CRI_PATHS.get(dversion, CRI_PATHS[2]), {}) or {}
     runtimes = get_in(cri, ("containerd", "runtimes"), {}) or {}

@@ -114,8 +114,13 @@ class Restarter(object):
                       "restart: signal) for the change to take effect" % (self.service, self.socket, self.service))
         return None
 
-    def restart(self, method):
-        """Restart once; returns after the runtime is healthy. Raises RestartError with the reason."""
+    def restart(self, method, wait_if_down=False):
+        """Restart once; returns after the runtime is healthy. Raises RestartError with the reason.
+
+        ``wait_if_down`` (the restart after a rollback): in signal mode, when nothing listens on the
+        socket (its supervisor is crash-looping it on the bad config), there is nothing to signal:
+        wait for the supervisor's next start, which reads the restored files.
+        """
         self.method = method
         if method == "systemd":
             rc, out, err = self.run(["systemctl", "restart", self.service])
@@ -129,6 +134,9 @@ class Restarter(object):
             self._wait_healthy(None)
         elif method == "signal":
             pid = socket_pid(self.socket)
+            if pid is None and wait_if_down:
+                self._wait_healthy(None)
+                return
             if pid is None:
                 raise RestartError("restart: signal: nothing listens on %s" % self.socket)
             os.kill(pid, signal.SIGHUP)

@@ -356,6 +356,9 @@ def main():
     if not plan.changed or module.check_mode:
         module.exit_json(**result)
 
+    if params["restart"] == "signal" and not service.socket_answers(params["socket"]):
+        module.fail_json(msg="restart: signal, but nothing listens on %s to signal; nothing was written (use "
+                             "restart: auto or none when containerd is not running)" % params["socket"], **result)
     changes = [(f.path, f.before, f.after) for f in plan.files]
     try:
         written, backups = fileops.apply_changes(changes, module=module, backup=params["backup"])
@@ -375,7 +378,9 @@ def main():
             return False
         if not expect_cri:
             return True
-        return bool(status) and all(v == "ok" for v in status.values())
+        # the CRI gRPC service itself must be up: on 2.x "io.containerd.cri.v1 runtime" loads "ok"
+        # even when the service that kubelet talks to ("io.containerd.grpc.v1 cri") is absent
+        return status.get("io.containerd.grpc.v1 cri") == "ok" and all(v == "ok" for v in status.values())
 
     restarter = service.Restarter(run, params["restart"], params["service"], params["socket"],
                                   params["restart_timeout"], healthy, module.warn)
@@ -391,7 +396,7 @@ def main():
         errors = fileops.restore(previous, module=module)
         recovered = True
         try:
-            restarter.restart(method)
+            restarter.restart(method, wait_if_down=True)
         except service.RestartError as e2:
             recovered = False
             errors.append("restart after rollback: %s" % e2)
