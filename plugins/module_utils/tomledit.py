@@ -87,6 +87,18 @@ def render_key(key):
     return tomlkit.item(key).as_string()
 
 
+def same_value(a, b):
+    """Equal as TOML values: like ``==`` but types must agree (``true`` is not ``1``, ``1`` is not ``1.0``)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return set(a) == set(b) and all(same_value(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    for t in (bool, float, dict, list, tuple):
+        if isinstance(a, t) != isinstance(b, t):
+            return False
+    return a == b
+
+
 def _split_raw_key(raw):
     """Split a dotted key's raw text into its raw components (quotes kept)."""
     parts, i, n = [], 0, len(raw)
@@ -342,16 +354,22 @@ class Editor(object):
             lines[-1] = lines[-1].rstrip("\r\n")
 
     # -- values ------------------------------------------------------------------------------------
-    def set_value(self, path, key, value):
+    def set_value(self, path, key, value, record=True):
         """Set ``key`` in table ``path`` to ``value`` (plain Python), recording what was there.
 
         A key that already holds the value is left alone (and unmarked). A missing table is added as
         a table of ours at the end of the file. Returns True when the text changed.
+
+        ``record=False`` writes a plain value instead: no marker comment; a changed line keeps its own
+        trailing comment; "already holds the value" is judged by :func:`same_value` (types agree); a
+        new key goes after the table's last key, a missing table is added unmarked at the end.
         """
         path = tuple(path)
         tt = self.tt
         new = render_value(value)
         idx = tt.key_line(path, key)
+        if not record:
+            return self._set_plain(path, key, value, new, idx)
         if idx is not None:
             prefix, old, ws, comment = tt.split_key_line(idx)
             ours = comment == ADDED or comment.startswith(REPLACED)
@@ -370,14 +388,66 @@ class Editor(object):
         if path and tt.header(path) is None:
             self.add_table(path, {key: value}, mark_keys=True)
             return True
+        self._append_key_line(path, render_key(key) + " = " + new + "  " + ADDED)
+        return True
+
+    def _set_plain(self, path, key, value, new, idx):
+        tt = self.tt
+        if idx is not None:
+            if same_value(tt.get(path)[key], value):
+                return False
+            prefix, _old, ws, comment = tt.split_key_line(idx)
+            lines = list(tt.lines)
+            lines[idx] = self._same_ending(lines[idx], prefix + new + ws + comment)
+            self._commit(lines)
+            return True
+        self._check_tables(path)
+        if path and tt.header(path) is None:
+            self.add_table(path, {key: value}, mark=None)
+            return True
+        self._append_key_line(path, render_key(key) + " = " + new)
+        return True
+
+    def _append_key_line(self, path, body):
+        """Insert ``body`` (a key line, indented like the table's keys) after the table's last content line."""
+        tt = self.tt
         lines = list(tt.lines)
         start, end = tt.body_range(path)
         at = start
         for i in range(start, end):
             if _is_content(lines[i]):
                 at = i + 1
-        self._insert(lines, at, [self._line(tt.key_indent(path) + render_key(key) + " = " + new + "  " + ADDED)])
+        self._insert(lines, at, [self._line(tt.key_indent(path) + body)])
         self._commit(lines)
+
+    def insert_key(self, path, key, value, after, indent=""):
+        """Add the plain line ``<indent>key = value`` to table ``path`` right after line index ``after``.
+
+        ``after`` must be the table's header or a line of its own body (for the root table: a line
+        before the first header). Refused (TomlEditError, nothing changed) when the key exists, or when
+        the result would not parse as exactly the old document plus this key (e.g. ``after`` lies inside
+        a multi-line string). Returns True.
+        """
+        path = tuple(path)
+        tt = self.tt
+        table = tt.get(path)
+        where = ".".join(path + (key,))
+        if not isinstance(table, dict):
+            raise TomlEditError("%s: %s: no table %s to add the key to" % (self.name, where, ".".join(path)))
+        if key in table:
+            raise TomlEditError("%s: %s is already set" % (self.name, where))
+        rng = tt.body_range(path)
+        if rng is None or not (rng[0] - 1 if path else 0) <= after < rng[1]:
+            raise TomlEditError("%s: line %d is not in table [%s]" % (self.name, after + 1, ".".join(path)))
+        lines = list(tt.lines)
+        self._insert(lines, after + 1, [self._line(indent + render_key(key) + " = " + render_value(value))])
+        self._commit(lines)
+        got = self.tt.get(path)
+        if not (isinstance(got, dict) and key in got and same_value(got[key], value)
+                and same_value(_without(self.tt.data, path, key), tt.data)):
+            self.tt = tt
+            raise TomlEditError("%s: adding %s after line %d would change more than that key; nothing was changed"
+                                % (self.name, where, after + 1))
         return True
 
     def _check_tables(self, path):
@@ -457,11 +527,11 @@ class Editor(object):
         emit(tuple(path), data, indent, mark)
         return out
 
-    def add_table(self, path, data, after=None, indent="", step="  ", mark_keys=False):
+    def add_table(self, path, data, after=None, indent="", step="  ", mark_keys=False, mark=ADDED):
         """Insert a new table of ours after the family of table ``after`` (else at the end).
 
         The block is preceded by one blank line (when it does not start the file); remove_table
-        takes both away again.
+        takes both away again. ``mark=None`` writes a plain header (not a table of ours).
         """
         path = tuple(path)
         self._check_tables(path[:-1])
@@ -473,7 +543,7 @@ class Editor(object):
             at = len(lines)
             while at > 0 and not _is_content(lines[at - 1]):
                 at -= 1
-        block = self.render_table(path, data, indent, step, mark_keys=mark_keys)
+        block = self.render_table(path, data, indent, step, mark=mark, mark_keys=mark_keys)
         if at > 0:
             self._insert(lines, at, [self._line("")] + block)
         else:
@@ -561,3 +631,14 @@ def detect_step(tt, h):
         if m:
             return m.group(1)[len(h.indent):] if m.group(1).startswith(h.indent) else "  "
     return "  "
+
+
+def _without(data, path, key):
+    """A copy of ``data`` without ``key`` in table ``path`` (the tables on the way are copied)."""
+    out = dict(data)
+    node = out
+    for p in path:
+        node[p] = dict(node[p])
+        node = node[p]
+    node.pop(key, None)
+    return out

@@ -1,0 +1,207 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpuops.nvidia contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: nvidia_toolkit_config
+short_description: Set or remove options in the NVIDIA Container Toolkit's config.toml, keeping the rest byte-identical
+version_added: "0.1.0"
+description:
+  - Edits the NVIDIA Container Toolkit's own TOML config (C(/etc/nvidia-container-runtime/config.toml)),
+    read by C(nvidia-container-runtime), its hook and C(nvidia-ctk).
+  - The toolkit must agree with the low-level runtime it wraps. When that runtime has an explicit path or is
+    neither C(runc) nor C(crun), list it in C(nvidia-container-runtime.runtimes) (toolkit issue 712), for
+    example V(["/usr/bin/crun", "runc"]).
+  - Edits are format-preserving. Comments, order, spacing and every key not named stay byte-identical. A
+    changed value keeps its line's trailing comment. No marker comments are written.
+  - A key that the packaged default only shows as a comment (C(#no-cgroups = false)) is added on the line right
+    after that comment, in the same table and with the same indentation; the comment stays.
+  - A missing table is added after its closest existing parent table and that table's sub-tables (else at the
+    end of the file), in the file's indentation style.
+  - A missing file is created (mode C(0644), parent folders included) when there is something to write.
+  - Writes are atomic (temporary file and rename), refused when the file changed since it was read, and
+    idempotent (a second run with the same options changes zero bytes).
+author:
+  - gpuops.nvidia contributors
+requirements:
+  - tomlkit >= 0.12 on the managed node
+extends_documentation_fragment: []
+attributes:
+  check_mode:
+    support: full
+    description: Computes the new text and the real diff; writes nothing.
+  diff_mode:
+    support: full
+    description: Returns the file before and after, with the file as header.
+  platform:
+    support: full
+    platforms: posix
+options:
+  path:
+    description: The toolkit's config file. It may not exist yet.
+    type: path
+    default: /etc/nvidia-container-runtime/config.toml
+  settings:
+    description:
+      - Keys to set, as C(dotted.key) to value. The part before the last dot names the table, so
+        C(nvidia-container-runtime.mode) is the key C(mode) of C([nvidia-container-runtime]).
+      - Keys are split on unquoted dots with TOML's dotted-key rules. Bare segments may hold C(A-Za-z0-9_-);
+        a segment holding a dot (or any other character) must be quoted, for example
+        C('features."some.flag"') (mind the YAML quoting around the TOML quotes).
+      - Values are written with their YAML type. V(true) is a TOML boolean, C("true") a string, a list an
+        array. A value already present with the same type is left alone.
+      - A mapping or C(null) is refused (name each key with a dotted key; use O(unset) to remove one).
+    type: dict
+    default: {}
+  unset:
+    description:
+      - Dotted keys (same syntax as in O(settings)) to remove. Only the key's line is removed, so a key
+        this module added after a C(#key = ...) comment goes away and the original bytes come back.
+      - A key that is not set is ignored. Naming a table is an error.
+    type: list
+    elements: str
+    default: []
+  backup:
+    description: Create a timestamped backup beside the file before changing it.
+    type: bool
+    default: false
+notes:
+  - The toolkit reads this file at every container start, so no service needs a restart.
+  - Errors leave the file untouched. They cover malformed TOML (file and line), a key path that crosses a
+    value (C(a.b.c) when C(a.b) is a string), a key that also appears in O(unset) or overlaps another one,
+    an unwritable path, and a value written in a form that cannot be edited safely (multi-line array,
+    inline table, dotted key inside the file). Edit such a value by hand once.
+seealso:
+  - module: gpuops.nvidia.nvidia_containerd_runtime
+  - name: NVIDIA Container Toolkit configuration
+    description: The toolkit's config file and its options.
+    link: https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html
+"""
+
+EXAMPLES = r"""
+- name: The runtime wraps crun at an explicit path (toolkit issue 712)
+  gpuops.nvidia.nvidia_toolkit_config:
+    settings:
+      nvidia-container-runtime.runtimes: ["/usr/bin/crun", "runc"]
+
+- name: CDI mode, and no cgroup handling by nvidia-container-cli (rootless)
+  gpuops.nvidia.nvidia_toolkit_config:
+    settings:
+      nvidia-container-runtime.mode: cdi
+      nvidia-container-cli.no-cgroups: true
+
+- name: Let the device plugin pass GPUs as volume mounts (kind clusters)
+  gpuops.nvidia.nvidia_toolkit_config:
+    settings:
+      accept-nvidia-visible-devices-as-volume-mounts: true
+      accept-nvidia-visible-devices-envvar-when-unprivileged: false
+    backup: true
+
+- name: Back to the packaged default for these keys
+  gpuops.nvidia.nvidia_toolkit_config:
+    unset:
+      - nvidia-container-cli.no-cgroups
+      - accept-nvidia-visible-devices-as-volume-mounts
+"""
+
+RETURN = r"""
+changed:
+  description: Whether the file changed (or would change, in check mode).
+  returned: always
+  type: bool
+path:
+  description: The file edited.
+  returned: always
+  type: str
+  sample: /etc/nvidia-container-runtime/config.toml
+settings:
+  description: The resulting value of each key of O(settings), keyed as given.
+  returned: success
+  type: dict
+  sample: {"nvidia-container-runtime.runtimes": ["/usr/bin/crun", "runc"], "nvidia-container-cli.no-cgroups": true}
+diff:
+  description:
+    - The file's text before and after, with the file as header (C(before_header) says C(absent) for a new
+      file). Shown by Ansible in diff mode.
+  returned: success
+  type: dict
+  contains:
+    before:
+      description: Text before (empty for a missing file).
+      type: str
+    after:
+      description: Text after.
+      type: str
+    before_header:
+      description: C(<path> (before)) or C(<path> (absent)).
+      type: str
+    after_header:
+      description: C(<path> (after)).
+      type: str
+backup_file:
+  description: The backup created, when O(backup=true) and an existing file changed.
+  returned: always
+  type: str
+  sample: /etc/nvidia-container-runtime/config.toml.12345.2026-01-01@12:00:00~
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
+    HAS_TOMLKIT, TOMLKIT_IMPORT_ERROR, TomlEditError,
+)
+from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
+from ansible_collections.gpuops.nvidia.plugins.module_utils import toolkit
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", default=toolkit.DEFAULT_PATH),
+            settings=dict(type="dict", default={}),
+            unset=dict(type="list", elements="str", default=[]),
+            backup=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_TOMLKIT:
+        module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
+    params = module.params
+    path = params["path"]
+    result = dict(changed=False, path=path, backup_file=None)
+    try:
+        plan = toolkit.plan(path, params["settings"], params["unset"])
+    except (toolkit.ToolkitError, TomlEditError) as e:
+        module.fail_json(msg=to_native(e), **result)
+
+    result.update(changed=plan.changed, settings=plan.settings, diff=plan.diff())
+    if not plan.changed or module.check_mode:
+        module.exit_json(**result)
+
+    try:
+        _written, backups = fileops.apply_changes([(path, plan.before, plan.after)], module=module,
+                                                  backup=params["backup"])
+    except fileops.FileOpError as e:
+        result["changed"] = False
+        module.fail_json(msg=to_native(e), **result)
+    result["backup_file"] = backups[0] if backups else None
+    if plan.before is None:  # atomic_move gives a new file the umask's mode; the toolkit's file is 0644
+        try:
+            os.chmod(os.path.realpath(path), 0o644)
+        except OSError as e:
+            module.fail_json(msg="%s was written but its mode could not be set to 0644: %s" % (path, to_native(e)),
+                             **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
