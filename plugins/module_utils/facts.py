@@ -1,0 +1,1007 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpuops.nvidia contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read-only discovery of the NVIDIA GPU stack and of the container runtimes of a node.
+
+Plain Python, no Ansible: ``gather(root, runner)`` returns the ``nvidia_runtime`` facts (a dict of
+plain JSON values) and a list of warnings. Nothing is ever written.
+
+Everything is looked up under ``root`` (``/`` on a real node; a fake tree of /sys, /proc, /etc,
+/var/lib, /usr/bin... in tests, or a mounted image). Paths in the result are paths *inside* the root;
+symlinks are resolved inside it, as in a chroot.
+
+Programs are run (``--version``, ``lspci``) and systemd is asked (``systemctl is-active``) only when
+``root`` is ``/``; under another root versions come from files only (dpkg database, the release string
+embedded in the k0s/k3s/rke2 binary, RKE2's data folder name, MicroK8s' snap.yaml) or stay ``None``.
+``run_binaries`` / ``query_units`` override that (the tests run the real containerd builds inside a
+fake root that way); the module does not expose them.
+
+Engine selection (``select_engine``), first tier that has an engine wins:
+
+1. Kubernetes distributions: k0s, k3s, rke2, microk8s (they bring their own containerd; a stray
+   ``/usr/bin/containerd`` beside them is not what the kubelet uses);
+2. CRI runtimes: containerd (CRI plugin enabled), crio;
+3. Docker: docker, and containerd whose CRI plugin is disabled (Docker's ``containerd.io``), which
+   only counts when dockerd is absent (otherwise it is Docker's backend).
+
+Inside the tier the active engines (unit active or socket answering) are the candidates, else all of
+the tier. One candidate: it is the engine. Several: ``engine_ambiguous`` is true, a warning is given and
+the first one in the preference order ``ENGINE_ORDER`` is picked.
+
+tomlkit missing: the TOML configs cannot be read, their fields are ``None`` and a warning says so;
+everything else (devices, driver, binaries, versions, sockets, Docker's JSON) still works.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import json
+import mmap
+import os
+import re
+import shlex
+import subprocess
+
+from ansible_collections.gpuops.nvidia.plugins.module_utils.service import (
+    socket_answers, systemd_running, unit_active,
+)
+from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
+    HAS_TOMLKIT, TomlEditError, parse as toml_parse,
+)
+
+if HAS_TOMLKIT:  # containerd.py imports tomlkit unconditionally
+    from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import (
+        CRI_PATHS, CRI_PLUGIN_IDS, read_binary_version,
+    )
+else:  # pragma: no cover - exercised on nodes without tomlkit (then no TOML is read at all)
+    CRI_PATHS = {}
+    CRI_PLUGIN_IDS = ()
+    read_binary_version = None
+
+NVIDIA_VENDOR = 0x10de
+DISTRIBUTIONS = ("k0s", "k3s", "rke2", "microk8s")
+ENGINE_ORDER = ("k0s", "k3s", "rke2", "microk8s", "containerd", "crio", "docker")
+CONTAINERD_KINDS = ("containerd", "k0s", "k3s", "rke2", "microk8s")
+
+# the PATH of systemd services, in lookup order
+PATH_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+SYSTEMD_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
+                "/usr/lib/systemd/system", "/lib/systemd/system")
+# k3s/RKE2 add these handlers at start when the binary is found; releases differ in where they look
+# (the GPU Operator's folder, /usr/bin, or $PATH): the union is searched
+K3S_NVIDIA_RUNTIMES = (("nvidia", "nvidia-container-runtime"),
+                       ("nvidia-experimental", "nvidia-container-runtime-experimental"),
+                       ("nvidia-cdi", "nvidia-container-runtime.cdi"))
+K3S_NVIDIA_DIRS = ("/usr/local/nvidia/toolkit",) + PATH_DIRS
+TOOLKIT_DIRS = PATH_DIRS + ("/usr/local/nvidia/toolkit",)
+PCI_IDS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids")
+MODULE_DIRS = ("/lib/modules", "/usr/lib/modules")
+# where distributions put nvidia.ko (DKMS, Ubuntu's prebuilt packages, RHEL kmods, the .run installer)
+MODULE_GLOBS = ("updates/dkms/nvidia.ko*", "updates/nvidia.ko*", "updates/nvidia/nvidia.ko*", "extra/nvidia.ko*",
+                "extra/nvidia/nvidia.ko*", "kernel/drivers/video/nvidia.ko*", "kernel/nvidia*/nvidia.ko*")
+LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib")
+DPKG_PACKAGES = {
+    "containerd": ("containerd", "containerd.io"),
+    "crio": ("cri-o",),
+    "docker": ("docker-ce", "docker.io", "moby-engine"),
+    "toolkit": ("nvidia-container-toolkit-base", "nvidia-container-toolkit"),
+}
+
+_VERSION_RE = re.compile(r"(?<![\w.])v?(\d+\.\d+(?:\.\d+)?)")
+_FULL_VERSION_RE = re.compile(r"(?<![\w.])(v?\d+\.\d+\.\d+[\w.+~-]*)")
+_NVRM_RE = re.compile(r"Module\b[^\n]*?\s(\d+\.\d+(?:\.\d+)?)\s")
+_K3S_DEFAULT_RE = re.compile(r"""^default-runtime\s*:\s*["']?([^"'\s#]+)""", re.M)
+# --default-runtime=X, --default-runtime X, and the install script's quoted '--default-runtime' \ 'X'
+_K3S_FLAG_RE = re.compile(r"""--default-runtime["']?(?:[=\s\\]|["'])+([^"'\s\\=]+)""")
+_TEMPLATE_NVIDIA_RE = re.compile(r"""runtimes\.["']?(nvidia[A-Za-z0-9_.-]*)""")
+
+
+def default_runner(argv):
+    """Run a command; (rc, stdout, stderr). Missing binary -> rc 127."""
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False,
+                           env=dict(os.environ, LC_ALL="C"))
+    except (OSError, subprocess.SubprocessError) as e:
+        return 127, "", str(e)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def core_version(text):
+    """'Docker version 24.0.7, build x' -> '24.0.7' (first dotted number; None when there is none)."""
+    m = _VERSION_RE.search(text or "")
+    return m.group(1) if m else None
+
+
+def full_version(text):
+    """'k3s version v1.30.2+k3s1 (aadec445)' -> 'v1.30.2+k3s1' (suffixes kept)."""
+    m = _FULL_VERSION_RE.search(text or "")
+    return m.group(1) if m else None
+
+
+def _version_key(v):
+    return tuple(int(x) for x in re.findall(r"\d+", v))
+
+
+class Node(object):
+    """File system access relative to ``root``; paths given and returned are paths inside the root."""
+
+    def __init__(self, root="/", runner=None, run_binaries=None, query_units=None):
+        self.root = os.path.abspath(root)
+        self.is_host = self.root == "/"
+        self.runner = runner or default_runner
+        self.run_binaries = self.is_host if run_binaries is None else run_binaries
+        self.query_units = self.is_host if query_units is None else query_units
+        self.warnings = []
+        self._dpkg = None
+        self._pci_ids = None
+
+    def p(self, path, follow_last=True):
+        """The real path of ``path`` (a path inside the root). Under a root other than ``/`` symlinks are
+        resolved inside the root, as in a chroot (an absolute target starts again at the root)."""
+        if self.is_host:
+            return path
+        parts = [x for x in path.split("/") if x and x != "."]
+        done = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            real = os.path.join(self.root, *(done + [part]))
+            if (parts or follow_last) and hops < 40 and os.path.islink(real):
+                hops += 1
+                target = os.readlink(real)
+                if target.startswith("/"):
+                    done = []
+                parts = [x for x in target.split("/") if x and x != "."] + parts
+                continue
+            done.append(part)
+        return os.path.join(self.root, *done)
+
+    def exists(self, path):
+        return os.path.lexists(self.p(path, follow_last=False))
+
+    def islink(self, path):
+        return os.path.islink(self.p(path, follow_last=False))
+
+    def readlink(self, path):
+        try:
+            return os.readlink(self.p(path, follow_last=False))
+        except (IOError, OSError):
+            return None
+
+    def isdir(self, path):
+        return os.path.isdir(self.p(path))
+
+    def isfile(self, path):
+        return os.path.isfile(self.p(path))
+
+    def executable(self, path):
+        real = self.p(path)
+        return os.path.isfile(real) and os.access(real, os.X_OK)
+
+    def read(self, path, limit=4 * 1024 * 1024):
+        try:
+            with open(self.p(path), "rb") as f:
+                return f.read(limit).decode("utf-8", "replace")
+        except (IOError, OSError):
+            return None
+
+    def glob(self, pattern):
+        """Paths inside the root matching ``pattern`` (magic allowed after the last plain folder)."""
+        parts = pattern.rstrip("/").split("/")
+        i = 0
+        while i < len(parts) - 1 and not glob.has_magic(parts[i]):
+            i += 1
+        prefix = "/".join(parts[:i]) or "/"
+        rest = "/".join(parts[i:])
+        real_prefix = self.p(prefix)
+        out = []
+        for x in glob.glob(os.path.join(real_prefix, rest)):
+            out.append(prefix.rstrip("/") + "/" + os.path.relpath(x, real_prefix))
+        return sorted(out)
+
+    def listdir(self, path):
+        try:
+            return sorted(os.listdir(self.p(path)))
+        except (IOError, OSError):
+            return []
+
+    def walk_files(self, path):
+        """Every file under ``path``, recursively, in lexical order (CRI-O's drop-in order)."""
+        out = []
+        for name in self.listdir(path):
+            sub = path.rstrip("/") + "/" + name
+            if self.isdir(sub):
+                out.extend(self.walk_files(sub))
+            elif self.isfile(sub):
+                out.append(sub)
+        return out
+
+    def find(self, names, dirs):
+        """First executable ``dir/name`` (dirs outer, names inner), or None."""
+        if isinstance(names, str):
+            names = (names,)
+        for d in dirs:
+            for n in names:
+                cand = d.rstrip("/") + "/" + n
+                if self.executable(cand):
+                    return cand
+        return None
+
+    def run(self, argv):
+        """(rc, out, err), or None when this node's programs may not be run."""
+        if not self.run_binaries:
+            return None
+        argv = [self.p(argv[0])] + list(argv[1:])
+        try:
+            return self.runner(argv)
+        except Exception as e:  # a facts module must not die on one odd binary
+            self.warnings.append("%s failed: %s" % (" ".join(argv), e))
+            return None
+
+    # ------------------------------------------------------------------ dpkg (versions from files)
+    def dpkg_status(self):
+        """{package: version} of the installed packages in /var/lib/dpkg/status."""
+        if self._dpkg is None:
+            self._dpkg = {}
+            text = self.read("/var/lib/dpkg/status", limit=64 * 1024 * 1024) or ""
+            for stanza in text.split("\n\n"):
+                fields = {}
+                for line in stanza.splitlines():
+                    if line[:1] not in (" ", "\t") and ":" in line:
+                        k, v = line.split(":", 1)
+                        fields[k.strip().lower()] = v.strip()
+                if fields.get("package") and fields.get("status", "").endswith(" installed") and fields.get("version"):
+                    self._dpkg[fields["package"]] = fields["version"]
+        return self._dpkg
+
+    def dpkg_owner_version(self, path, packages):
+        """(package, upstream version) of the installed package among ``packages`` that owns ``path``."""
+        status = self.dpkg_status()
+        alt = {path}
+        if path.startswith("/usr/"):
+            alt.add(path[4:])
+        else:
+            alt.add("/usr" + path)
+        for pkg in packages:
+            if pkg not in status:
+                continue
+            for listing in self.glob("/var/lib/dpkg/info/%s.list" % pkg) + self.glob("/var/lib/dpkg/info/%s:*.list" % pkg):
+                lines = set((self.read(listing) or "").splitlines())
+                if lines & alt:
+                    return pkg, core_version(re.sub(r"^\d+:", "", status[pkg]))
+        return None, None
+
+    # ------------------------------------------------------------------ pci.ids
+    def pci_name(self, vendor, device):
+        """Device name from pci.ids (``<root>/usr/share/misc/pci.ids`` and friends), or None."""
+        if self._pci_ids is None:
+            self._pci_ids = {}
+            for f in PCI_IDS:
+                text = self.read(f, limit=16 * 1024 * 1024)
+                if text is None:
+                    continue
+                in_vendor = False
+                for line in text.splitlines():
+                    if not line or line.startswith("#"):
+                        continue
+                    if not line.startswith("\t"):
+                        in_vendor = line[:4].lower() == "%04x" % NVIDIA_VENDOR
+                    elif in_vendor and not line.startswith("\t\t"):
+                        parts = line.strip().split(None, 1)
+                        if len(parts) == 2:
+                            self._pci_ids[parts[0].lower()] = parts[1].strip()
+                break
+        if vendor != NVIDIA_VENDOR:
+            return None
+        return self._pci_ids.get("%04x" % device)
+
+
+# ---------------------------------------------------------------------------------------------- GPUs
+
+def _read_hex(node, path):
+    text = (node.read(path) or "").strip()
+    try:
+        return int(text, 16)
+    except ValueError:
+        return None
+
+
+def _lspci_name(node, address):
+    lspci = node.find("lspci", PATH_DIRS)
+    if not lspci:
+        return None
+    res = node.run([lspci, "-mm", "-s", address])
+    if not res or res[0] != 0 or not res[1].strip():
+        return None
+    try:
+        fields = shlex.split(res[1].strip().splitlines()[0])
+    except ValueError:
+        return None
+    # slot, class, vendor, device, ...; lspci says "Device 2204" when pci.ids does not know it
+    if len(fields) >= 4 and fields[3] and not re.match(r"^Device [0-9a-fA-F]{4}$", fields[3]):
+        return fields[3]
+    return None
+
+
+def gather_gpus(node):
+    gpus = []
+    for dev in node.glob("/sys/bus/pci/devices/*"):
+        vendor = _read_hex(node, dev + "/vendor")
+        cls = _read_hex(node, dev + "/class")
+        if vendor != NVIDIA_VENDOR or cls is None or (cls >> 16) != 0x03:
+            continue
+        device = _read_hex(node, dev + "/device")
+        address = os.path.basename(dev)
+        drv = node.readlink(dev + "/driver")
+        drv = os.path.basename(drv) if drv else None
+        numa = (node.read(dev + "/numa_node") or "").strip()
+        subsystem = _read_hex(node, dev + "/subsystem_device")
+        name = _lspci_name(node, address) or (node.pci_name(vendor, device) if device is not None else None)
+        gpus.append({
+            "pci_address": address,
+            "vendor_id": "0x%04x" % vendor,
+            "device_id": "0x%04x" % device if device is not None else None,
+            "class": "0x%06x" % cls,
+            "subsystem_device_id": "0x%04x" % subsystem if subsystem is not None else None,
+            "name": name,
+            "driver": drv,
+            "numa_node": int(numa) if re.match(r"^-?\d+$", numa) else None,
+        })
+    return gpus
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+def gather_driver(node, gpu_count):
+    loaded = node.isdir("/sys/module/nvidia")
+    version = source = None
+    text = (node.read("/sys/module/nvidia/version") or "").strip()
+    if text:
+        version, source = core_version(text), "/sys/module/nvidia/version"
+    proc = node.read("/proc/driver/nvidia/version")
+    open_module = None
+    if proc:
+        open_module = "Open Kernel Module" in proc
+        if version is None:
+            m = _NVRM_RE.search(proc)
+            if m:
+                version, source = m.group(1), "/proc/driver/nvidia/version"
+        loaded = True
+    module_files = []
+    seen = set()
+    for base in MODULE_DIRS:
+        for kdir in node.glob(base + "/*"):
+            for pat in MODULE_GLOBS:
+                for f in node.glob(kdir + "/" + pat):
+                    real = os.path.realpath(node.p(f))
+                    if real not in seen:
+                        seen.add(real)
+                        module_files.append(f)
+    libs = []
+    for d in LIB_DIRS:
+        for f in node.glob(d + "/libnvidia-ml.so.*"):
+            m = re.match(r"^libnvidia-ml\.so\.(\d+\.\d+(?:\.\d+)?)$", os.path.basename(f))
+            if m:
+                libs.append(m.group(1))
+    library_version = max(libs, key=_version_key) if libs else None
+    nouveau = node.isdir("/sys/module/nouveau")
+    installed = bool(loaded or module_files or library_version)
+    reason = None
+    if gpu_count:
+        if not loaded and nouveau and (module_files or library_version):
+            reason = ("the NVIDIA driver is installed but nouveau is loaded: blacklist nouveau and reboot")
+        elif not loaded and module_files:
+            reason = "an nvidia kernel module is installed (%s) but not loaded" % module_files[0]
+        elif loaded and version and library_version and version != library_version:
+            reason = ("the loaded kernel module is %s but the user-space driver (libnvidia-ml) is %s"
+                      % (version, library_version))
+    return {
+        "loaded": loaded,
+        "version": version,
+        "version_source": source,
+        "open_kernel_module": open_module,
+        "library_version": library_version,
+        "module_files": module_files,
+        "installed": installed,
+        "nvidia_smi": node.find("nvidia-smi", PATH_DIRS),
+        "nouveau_loaded": nouveau,
+        "reboot_pending": reason is not None,
+        "reboot_reason": reason,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- toolkit
+
+def _binary_version(node, path, args=("--version",), dpkg=None, parse=core_version):
+    """(version, source): ``path --version`` when programs may run, else the owning dpkg package."""
+    if not path:
+        return None, None
+    res = node.run([path] + list(args))
+    if res and res[0] == 0:
+        v = parse(res[1] + "\n" + res[2])
+        if v:
+            return v, "binary"
+    if dpkg:
+        pkg, v = node.dpkg_owner_version(path, dpkg)
+        if v:
+            return v, "dpkg:%s" % pkg
+    return None, None
+
+
+def gather_toolkit(node):
+    ctk = node.find("nvidia-ctk", TOOLKIT_DIRS)
+    runtime = node.find("nvidia-container-runtime", TOOLKIT_DIRS)
+    ctk_v, ctk_s = _binary_version(node, ctk, dpkg=DPKG_PACKAGES["toolkit"])
+    rt_v, rt_s = _binary_version(node, runtime, dpkg=DPKG_PACKAGES["toolkit"])
+    rt_dir = os.path.dirname(runtime) if runtime else None
+    variant = {}
+    for v in ("cdi", "legacy"):
+        name = "nvidia-container-runtime." + v
+        variant[v] = (rt_dir + "/" + name) if rt_dir and node.executable(rt_dir + "/" + name) else node.find(name, TOOLKIT_DIRS)
+    config = "/etc/nvidia-container-runtime/config.toml"
+    specs = []
+    for d in ("/etc/cdi", "/var/run/cdi", "/run/cdi"):
+        specs.extend(f for f in node.glob(d + "/*") if "nvidia" in os.path.basename(f)
+                     and f.endswith((".yaml", ".yml", ".json")))
+    return {
+        "installed": bool(runtime or ctk),
+        "nvidia_ctk": ctk,
+        "nvidia_ctk_version": ctk_v,
+        "nvidia_ctk_version_source": ctk_s,
+        "runtime": runtime,
+        "runtime_version": rt_v,
+        "runtime_version_source": rt_s,
+        "runtime_cdi": variant["cdi"],
+        "runtime_legacy": variant["legacy"],
+        "config": config if node.isfile(config) else None,
+        "cdi_specs": specs,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- engines
+
+def _unit_file(node, units):
+    for u in units:
+        for d in SYSTEMD_DIRS:
+            f = "%s/%s.service" % (d, u)
+            if node.isfile(f):
+                return u, f
+    return None, None
+
+
+def _unit_exec(node, unit_file):
+    """The program of a unit's ExecStart (or None)."""
+    text = node.read(unit_file) if unit_file else None
+    for line in (text or "").splitlines():
+        m = re.match(r"^\s*ExecStart\s*=\s*[-@:+!]*(\S+)", line)
+        if m and m.group(1).startswith("/"):
+            return m.group(1)
+    return None
+
+
+def _new_engine(kind):
+    return {
+        "kind": kind,
+        "binary": None,
+        "version": None,
+        "version_source": None,
+        "distribution_binary": None,
+        "distribution_version": None,
+        "distribution_version_source": None,
+        "config": None,
+        "config_exists": False,
+        "config_managed": False,
+        "config_error": None,
+        "templates": [],
+        "drop_in_dir": None,
+        "drop_in_dir_loaded": None,
+        "drop_ins": [],
+        "imports": None,
+        "socket": None,
+        "socket_answers": False,
+        "units": [],
+        "unit": None,
+        "unit_file": None,
+        "unit_active": None,
+        "active": False,
+        "config_version": None,
+        "config_version_source": None,
+        "cri_disabled": None,
+        "runtimes": None,
+        "nvidia_runtimes": None,
+        "nvidia_binaries": None,
+        "auto_nvidia_runtimes": None,
+        "nvidia_configured": None,
+        "default_runtime": None,
+    }
+
+
+def _activity(node, e, sockets):
+    """Fill socket/unit/unit_file/unit_active/active."""
+    unit, unit_file = _unit_file(node, e["units"])
+    e["unit"], e["unit_file"] = unit, unit_file
+    if node.query_units and unit_file and systemd_running():
+        states = {}
+        for u in e["units"]:
+            try:
+                states[u] = unit_active(node.runner, u)
+            except Exception:  # noqa: BLE001 - a facts module reports, it does not fail
+                states[u] = False
+        e["unit_active"] = any(states.values())
+        for u in e["units"]:
+            if states.get(u):
+                e["unit"] = u
+                break
+    e["socket"] = sockets[0]
+    for s in sockets:
+        if node.exists(s) and socket_answers(node.p(s), timeout=0.5):
+            e["socket"], e["socket_answers"] = s, True
+            break
+    # systemd's word when it was asked (k3s and RKE2 share a socket path), else the socket's
+    e["active"] = e["unit_active"] if e["unit_active"] is not None else e["socket_answers"]
+    if e["unit"] is None and e["units"]:
+        e["unit"] = e["units"][0]
+
+
+def _load_toml(node, path, e):
+    """Plain data of a TOML file; None when missing, unreadable, malformed (config_error) or no tomlkit."""
+    text = node.read(path)
+    if text is None or not HAS_TOMLKIT:
+        return None
+    try:
+        return toml_parse(text, path).unwrap()
+    except TomlEditError as err:
+        e["config_error"] = e["config_error"] or str(err)
+        node.warnings.append("%s: %s" % (e["kind"], err))
+        return None
+
+
+def _get(data, path):
+    node = data
+    for p in path:
+        if not isinstance(node, dict) or p not in node:
+            return None
+        node = node[p]
+    return node
+
+
+def _file_config_version(data):
+    """containerd's rule: the ``version`` key; none in a non-empty file means 1; empty -> None."""
+    v = data.get("version")
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    return 1 if data else None
+
+
+def _containerd_config(node, e, main, extra_files=(), subst=None, tmpl_regex_files=()):
+    """Read a containerd main config + drop-ins into the engine dict ``e``."""
+    e["config"] = main
+    e["config_exists"] = node.isfile(main)
+    runtimes = {}
+    default = None
+    disabled = None
+    files = []
+    data = _load_toml(node, main, e) if e["config_exists"] else None
+    if data is not None:
+        files.append((data, _file_config_version(data), True))
+        imports = data.get("imports")
+        if isinstance(imports, list):
+            e["imports"] = [x for x in imports if isinstance(x, str)]
+            base = os.path.dirname(main)
+            for entry in e["imports"]:
+                for k, v in (subst or {}).items():
+                    entry = entry.replace(k, v)
+                pattern = entry if entry.startswith("/") else base + "/" + entry
+                found = node.glob(pattern) if glob.has_magic(pattern) else ([pattern] if node.isfile(pattern) else [])
+                for f in found:
+                    if f not in e["drop_ins"]:
+                        e["drop_ins"].append(f)
+                if e["drop_in_dir"] and os.path.dirname(os.path.normpath(pattern)) == e["drop_in_dir"]:
+                    e["drop_in_dir_loaded"] = True
+            if e["drop_in_dir"] and e["drop_in_dir_loaded"] is None:
+                e["drop_in_dir_loaded"] = False
+        elif e["drop_in_dir"] and e["drop_in_dir_loaded"] is None:
+            e["drop_in_dir_loaded"] = False
+        v = _file_config_version(data)
+        if v is not None:
+            e["config_version"], e["config_version_source"] = v, "file"
+    for f in list(extra_files):
+        if f not in e["drop_ins"]:
+            e["drop_ins"].append(f)
+    for f in e["drop_ins"]:
+        d = _load_toml(node, f, e)
+        if d is None:
+            continue
+        v = d.get("version")
+        files.append((d, v if isinstance(v, int) and not isinstance(v, bool) else None, False))
+    for d, v, _is_main in files:
+        # a drop-in without a version key: look at every CRI path (lenient: it is only reported)
+        paths = [CRI_PATHS[v]] if v in CRI_PATHS else list(CRI_PATHS.values())
+        for path in paths:
+            cri = _get(d, path) or {}
+            tables = _get(cri, ("containerd", "runtimes"))
+            if isinstance(tables, dict):
+                for name, table in tables.items():
+                    binary = _get(table, ("options", "BinaryName")) if isinstance(table, dict) else None
+                    runtimes[name] = binary if isinstance(binary, str) else None
+            name = _get(cri, ("containerd", "default_runtime_name"))
+            if isinstance(name, str) and name:
+                default = name
+        if isinstance(d.get("disabled_plugins"), list):
+            disabled = d["disabled_plugins"]
+    nvidia = sorted(n for n in runtimes if n.startswith("nvidia"))
+    for f in tmpl_regex_files:  # k3s/RKE2 templates are Go templates, not TOML: look for table names
+        for m in _TEMPLATE_NVIDIA_RE.finditer(node.read(f) or ""):
+            if m.group(1) not in nvidia:
+                nvidia.append(m.group(1))
+    if HAS_TOMLKIT and not e["config_error"]:
+        e["runtimes"] = sorted(runtimes)
+        e["nvidia_runtimes"] = sorted(nvidia)
+        e["nvidia_binaries"] = dict((n, runtimes.get(n)) for n in nvidia)
+        e["default_runtime"] = default or "runc"
+        e["cri_disabled"] = any(p in CRI_PLUGIN_IDS for p in (disabled or []) if isinstance(p, str))
+        e["nvidia_configured"] = bool(nvidia)
+    elif nvidia:
+        e["nvidia_runtimes"] = sorted(nvidia)
+        e["nvidia_configured"] = True
+    empty = not e["config_exists"] or data == {}  # missing, or parsed and empty
+    if e["config_version"] is None and e["version"] and empty and not e["config_error"]:
+        e["config_version"] = 3 if _version_key(e["version"])[:1] >= (2,) else 2
+        e["config_version_source"] = "binary"
+
+
+def _containerd_version(node, e, path, dpkg=None):
+    """containerd's version: ``containerd --version`` read by the shared parser
+    (``containerd.read_binary_version``) when programs may run, else the owning dpkg package."""
+    if not path:
+        return
+    if node.run_binaries and read_binary_version is not None:
+        try:
+            v = read_binary_version(node.p(path), node.runner)
+        except Exception:  # noqa: BLE001 - EngineError or an odd runner failure: fall back to files
+            v = None
+        if v:
+            e["version"], e["version_source"] = ".".join(str(x) for x in v), "binary"
+            return
+    elif node.run_binaries:  # no tomlkit, so no containerd.py: the generic parser
+        v, src = _binary_version(node, path)
+        if v:
+            e["version"], e["version_source"] = v, src
+            return
+    if dpkg:
+        pkg, v = node.dpkg_owner_version(path, dpkg)
+        if v:
+            e["version"], e["version_source"] = v, "dpkg:%s" % pkg
+
+
+def engine_containerd(node):
+    e = _new_engine("containerd")
+    e["units"] = ["containerd"]
+    unit, unit_file = _unit_file(node, e["units"])
+    binary = _unit_exec(node, unit_file)
+    if not (binary and binary.endswith("/containerd") and node.executable(binary)):
+        binary = node.find("containerd", ("/usr/local/bin", "/usr/bin"))
+    if not binary and not unit_file:
+        return None
+    e["binary"] = binary
+    _containerd_version(node, e, binary, DPKG_PACKAGES["containerd"])
+    e["drop_in_dir"] = "/etc/containerd/conf.d"
+    _containerd_config(node, e, "/etc/containerd/config.toml")
+    _activity(node, e, ["/run/containerd/containerd.sock"])
+    return e
+
+
+def engine_k0s(node):
+    e = _new_engine("k0s")
+    e["units"] = ["k0sworker", "k0scontroller"]
+    e["distribution_binary"] = node.find("k0s", ("/usr/local/bin", "/usr/bin"))
+    binary = "/var/lib/k0s/bin/containerd"
+    e["binary"] = binary if node.executable(binary) else None
+    _unit, unit_file = _unit_file(node, e["units"])
+    if not (e["distribution_binary"] or e["binary"] or unit_file or node.exists("/run/k0s/containerd.sock")):
+        return None
+    _distribution_version(node, e, ["version"])
+    _containerd_version(node, e, e["binary"])
+    config = "/etc/k0s/containerd.toml"
+    e["drop_in_dir"] = "/etc/k0s/containerd.d"
+    e["drop_in_dir_loaded"] = True  # k0s merges the folder itself (since 1.27.1)
+    first = (node.read(config) or "").lstrip().split("\n", 1)[0]
+    # k0s writes (and keeps rewriting) its config while the first line says so; no file yet: it will
+    e["config_managed"] = not node.isfile(config) or first.replace(" ", "") == "#k0s_managed=true"
+    _containerd_config(node, e, config, node.glob(e["drop_in_dir"] + "/*.toml"))
+    if e["config_version"] is None and e["distribution_version"] and not e["config_exists"]:
+        # FIELD-NOTES: k0s 1.27-1.35 bundle containerd 1.7 (v2 snippets), 1.36+ containerd 2.x (v3 only)
+        e["config_version"] = 3 if _version_key(e["distribution_version"])[:2] >= (1, 36) else 2
+        e["config_version_source"] = "distribution"
+    _activity(node, e, ["/run/k0s/containerd.sock"])
+    return e
+
+
+def _k3s_like(node, kind, base, units, bin_names, containerd_bin, config_yaml_dir):
+    e = _new_engine(kind)
+    e["units"] = list(units)
+    e["distribution_binary"] = node.find(bin_names, ("/usr/local/bin", "/usr/bin", "/opt/rke2/bin"))
+    e["binary"] = containerd_bin if node.executable(containerd_bin) else None
+    _unit, unit_file = _unit_file(node, e["units"])
+    sock = "/run/k3s/containerd/containerd.sock"
+    if not (e["distribution_binary"] or e["binary"] or unit_file or node.isdir(base + "/data")
+            or (node.exists(sock) and node.isdir(base))):
+        return None
+    _distribution_version(node, e, ["--version"])
+    if e["distribution_version"] is None and kind == "rke2":
+        e["distribution_version"] = _rke2_version_from_data(node, base)
+        e["distribution_version_source"] = "path" if e["distribution_version"] else None
+    _containerd_version(node, e, e["binary"])
+    cdir = base + "/agent/etc/containerd"
+    e["templates"] = [t for t in (cdir + "/config.toml.tmpl", cdir + "/config-v3.toml.tmpl") if node.isfile(t)]
+    e["config_managed"] = True  # regenerated from the template at every start
+    _containerd_config(node, e, cdir + "/config.toml", tmpl_regex_files=e["templates"])
+    if e["config_version"] is None and e["templates"] and not e["config_exists"]:
+        e["config_version"] = 3 if e["templates"][-1].endswith("config-v3.toml.tmpl") else 2
+        e["config_version_source"] = "template"
+    # what k3s/RKE2 add by themselves at the next start
+    auto = {}
+    for name, prog in K3S_NVIDIA_RUNTIMES:
+        found = node.find(prog, K3S_NVIDIA_DIRS)
+        if found:
+            auto[name] = found
+    e["auto_nvidia_runtimes"] = auto
+    if auto:
+        e["nvidia_configured"] = True
+    # default-runtime: unit flags, then config.yaml, then config.yaml.d/*.yaml (later wins)
+    wanted = None
+    m = _K3S_FLAG_RE.search(node.read(unit_file) or "") if unit_file else None
+    if m:
+        wanted = m.group(1)
+    for f in [config_yaml_dir + "/config.yaml"] + node.glob(config_yaml_dir + "/config.yaml.d/*.yaml"):
+        found = _K3S_DEFAULT_RE.findall(node.read(f) or "")
+        if found:
+            wanted = found[-1]
+    if wanted:
+        e["default_runtime"] = wanted
+    _activity(node, e, [sock])
+    return e
+
+
+# the version the release build embeds (Go ldflags), e.g. "v1.30.1+k0s.0", "v1.30.2+k3s1", "v1.30.2+rke2r1"
+DISTRIBUTION_MARKERS = {"k0s": b"+k0s.", "k3s": b"+k3s", "rke2": b"+rke2r"}
+_EMBEDDED_RE = re.compile(br"v\d{1,3}\.\d{1,3}\.\d{1,3}\+(?:k0s\.\d+|k3s\d+|rke2r\d+)")
+
+
+def scan_embedded_version(node, path, kind):
+    """The release version string embedded in a k0s/k3s/rke2 binary, read from the file (never run)."""
+    marker = DISTRIBUTION_MARKERS.get(kind)
+    if not path or not marker:
+        return None
+    try:
+        with open(node.p(path), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return None
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                pos = mm.find(marker)
+                for _i in range(1000):
+                    if pos < 0:
+                        break
+                    m = _EMBEDDED_RE.search(mm[max(0, pos - 20):pos + len(marker) + 6])
+                    if m:
+                        return m.group(0).decode("ascii")
+                    pos = mm.find(marker, pos + 1)
+            finally:
+                mm.close()
+    except (IOError, OSError, ValueError):
+        return None
+    return None
+
+
+def _distribution_version(node, e, args):
+    """``<k0s|k3s|rke2> version`` when programs may run, else the version embedded in the binary."""
+    path = e["distribution_binary"]
+    if not path:
+        return
+    res = node.run([path] + list(args))
+    if res and res[0] == 0 and full_version(res[1]):
+        e["distribution_version"], e["distribution_version_source"] = full_version(res[1]), "binary"
+        return
+    v = scan_embedded_version(node, path, e["kind"])
+    if v:
+        e["distribution_version"], e["distribution_version_source"] = v, "embedded"
+
+
+def _rke2_version_from_data(node, base):
+    """RKE2 unpacks into ``data/v1.30.2-rke2r1-<hash>``; ``bin`` links to the current one."""
+    target = node.readlink(base + "/bin")
+    candidates = [target] if target else node.glob(base + "/data/v*")
+    names = set()
+    for c in candidates:
+        parts = c.rstrip("/").split("/")
+        for part in parts:
+            m = re.match(r"^(v\d+\.\d+\.\d+)-(rke2r\d+)", part)
+            if m:
+                names.add("%s+%s" % m.groups())
+    return names.pop() if len(names) == 1 else None
+
+
+def engine_k3s(node):
+    return _k3s_like(node, "k3s", "/var/lib/rancher/k3s", ("k3s", "k3s-agent"), "k3s",
+                     "/var/lib/rancher/k3s/data/current/bin/containerd", "/etc/rancher/k3s")
+
+
+def engine_rke2(node):
+    return _k3s_like(node, "rke2", "/var/lib/rancher/rke2", ("rke2-server", "rke2-agent"), "rke2",
+                     "/var/lib/rancher/rke2/bin/containerd", "/etc/rancher/rke2")
+
+
+def engine_microk8s(node):
+    e = _new_engine("microk8s")
+    snap = "/snap/microk8s/current"
+    data = "/var/snap/microk8s/current"
+    template = data + "/args/containerd-template.toml"
+    sock = "/var/snap/microk8s/common/run/containerd.sock"
+    e["units"] = ["snap.microk8s.daemon-containerd"]
+    e["distribution_binary"] = "/snap/bin/microk8s" if node.exists("/snap/bin/microk8s") else None
+    e["binary"] = snap + "/bin/containerd" if node.executable(snap + "/bin/containerd") else None
+    if not (e["distribution_binary"] or e["binary"] or node.isfile(template) or node.isdir(snap)):
+        return None
+    m = re.search(r"^version:\s*['\"]?([^'\"\s]+)", node.read(snap + "/meta/snap.yaml") or "", re.M)
+    if m:
+        e["distribution_version"], e["distribution_version_source"] = m.group(1), "snap.yaml"
+    _containerd_version(node, e, e["binary"])
+    _containerd_config(node, e, template, subst={"${SNAP_DATA}": data, "${SNAP}": snap,
+                                                 "${SNAP_COMMON}": "/var/snap/microk8s/common"})
+    _activity(node, e, [sock])
+    return e
+
+
+def engine_crio(node):
+    e = _new_engine("crio")
+    e["units"] = ["crio"]
+    unit, unit_file = _unit_file(node, e["units"])
+    binary = _unit_exec(node, unit_file)
+    if not (binary and binary.endswith("/crio") and node.executable(binary)):
+        binary = node.find("crio", ("/usr/local/bin", "/usr/bin"))
+    if not binary and not unit_file:
+        return None
+    e["binary"] = binary
+    e["version"], e["version_source"] = _binary_version(node, binary, dpkg=DPKG_PACKAGES["crio"])
+    e["config"] = "/etc/crio/crio.conf"
+    e["config_exists"] = node.isfile(e["config"])
+    e["drop_in_dir"] = "/etc/crio/crio.conf.d"
+    e["drop_in_dir_loaded"] = True
+    e["drop_ins"] = node.walk_files(e["drop_in_dir"])
+    runtimes = {}
+    default = None
+    for f in ([e["config"]] if e["config_exists"] else []) + e["drop_ins"]:
+        d = _load_toml(node, f, e)
+        if d is None:
+            continue
+        rt = _get(d, ("crio", "runtime")) or {}
+        for name, table in (rt.get("runtimes") or {}).items():
+            path = table.get("runtime_path") if isinstance(table, dict) else None
+            runtimes[name] = path if isinstance(path, str) else None
+        if isinstance(rt.get("default_runtime"), str) and rt["default_runtime"]:
+            default = rt["default_runtime"]
+    if HAS_TOMLKIT and not e["config_error"]:
+        nvidia = sorted(n for n in runtimes if n.startswith("nvidia"))
+        e["runtimes"] = sorted(runtimes)
+        e["nvidia_runtimes"] = nvidia
+        e["nvidia_binaries"] = dict((n, runtimes[n]) for n in nvidia)
+        e["nvidia_configured"] = bool(nvidia)
+        e["default_runtime"] = default  # None: no file sets it, CRI-O's built-in default applies
+    _activity(node, e, ["/var/run/crio/crio.sock", "/run/crio/crio.sock"])
+    return e
+
+
+def engine_docker(node):
+    e = _new_engine("docker")
+    e["units"] = ["docker"]
+    unit, unit_file = _unit_file(node, e["units"])
+    binary = _unit_exec(node, unit_file)
+    if not (binary and binary.endswith("/dockerd") and node.executable(binary)):
+        binary = node.find("dockerd", ("/usr/local/bin", "/usr/bin"))
+    if not binary and not unit_file:
+        return None
+    e["binary"] = binary
+    e["version"], e["version_source"] = _binary_version(node, binary, dpkg=DPKG_PACKAGES["docker"])
+    e["config"] = "/etc/docker/daemon.json"
+    e["config_exists"] = node.isfile(e["config"])
+    data = {}
+    if e["config_exists"]:
+        text = node.read(e["config"]) or ""
+        try:
+            data = json.loads(text) if text.strip() else {}
+            if not isinstance(data, dict):
+                raise ValueError("the top level is not an object")
+        except ValueError as err:
+            e["config_error"] = "malformed JSON in %s: %s" % (e["config"], err)
+            node.warnings.append("docker: " + e["config_error"])
+            data = None
+    if data is not None:
+        runtimes = data.get("runtimes") if isinstance(data.get("runtimes"), dict) else {}
+        nvidia = sorted(n for n in runtimes if n.startswith("nvidia"))
+        e["runtimes"] = sorted(runtimes)
+        e["nvidia_runtimes"] = nvidia
+        e["nvidia_binaries"] = dict((n, runtimes[n].get("path") if isinstance(runtimes[n], dict) else None)
+                                    for n in nvidia)
+        e["nvidia_configured"] = bool(nvidia)
+        e["default_runtime"] = data.get("default-runtime") or "runc"
+    _activity(node, e, ["/run/docker.sock", "/var/run/docker.sock"])
+    return e
+
+
+ENGINE_FINDERS = (engine_k0s, engine_k3s, engine_rke2, engine_microk8s, engine_containerd, engine_crio, engine_docker)
+
+
+def _tier(e, engines):
+    if e["kind"] in DISTRIBUTIONS:
+        return 0
+    if e["kind"] == "crio" or (e["kind"] == "containerd" and not e["cri_disabled"]):
+        return 1
+    if e["kind"] == "containerd" and "docker" in engines:
+        return None  # Docker's backend, not an engine of its own
+    return 2
+
+
+def select_engine(engines):
+    """(kind or None, ambiguous, candidates, reason) for ``engines`` ({kind: engine})."""
+    tiers = {}
+    for kind, e in engines.items():
+        t = _tier(e, engines)
+        if t is not None:
+            tiers.setdefault(t, []).append(kind)
+    if not tiers:
+        return None, False, [], "no container runtime found"
+    best = min(tiers)
+    tier = sorted(tiers[best], key=ENGINE_ORDER.index)
+    active = [k for k in tier if engines[k]["active"]]
+    candidates = active or tier
+    kind = candidates[0]
+    why = {0: "Kubernetes distributions come first", 1: "CRI runtimes come before Docker",
+           2: "only Docker (or a containerd with its CRI plugin disabled) is present"}[best]
+    if len(candidates) > 1:
+        reason = "%s; several qualify (%s)%s; %s picked by the preference order %s" % (
+            why, ", ".join(candidates), " and are active" if active else ", none is active", kind,
+            ", ".join(ENGINE_ORDER))
+    else:
+        reason = "%s; %s is the %s" % (why, kind, "only active one" if active and len(tier) > 1 else "only candidate")
+    return kind, len(candidates) > 1, candidates, reason
+
+
+def gather(root="/", runner=None, run_binaries=None, query_units=None):
+    """The ``nvidia_runtime`` facts for the node under ``root`` and a list of warnings."""
+    node = Node(root, runner=runner, run_binaries=run_binaries, query_units=query_units)
+    if not HAS_TOMLKIT:
+        node.warnings.append("tomlkit is not installed on this node: TOML configs are not read (config_version, "
+                             "runtimes, nvidia_runtimes, default_runtime, cri_disabled are null); "
+                             "install python3-tomlkit for full facts")
+    gpus = gather_gpus(node)
+    engines = {}
+    for finder in ENGINE_FINDERS:
+        e = finder(node)
+        if e is not None:
+            engines[e["kind"]] = e
+    kind, ambiguous, candidates, reason = select_engine(engines)
+    if ambiguous:
+        node.warnings.append("several container runtimes could be the one to configure (%s); picked %s by the "
+                             "preference order %s: check engines and set the engine explicitly"
+                             % (", ".join(candidates), kind, ", ".join(ENGINE_ORDER)))
+    facts = {
+        "root": node.root,
+        "gpus": gpus,
+        "gpu_count": len(gpus),
+        "driver": gather_driver(node, len(gpus)),
+        "toolkit": gather_toolkit(node),
+        "engines": engines,
+        "engine": kind,
+        "engine_ambiguous": ambiguous,
+        "engine_candidates": candidates,
+        "engine_reason": reason,
+    }
+    return facts, node.warnings
