@@ -1,0 +1,654 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpuops.nvidia contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The CRI-O engine: compute the exact file changes that add (or remove) NVIDIA runtime handlers to CRI-O.
+
+Plain Python, no Ansible: ``plan(opts, runner)`` reads the files CRI-O loads, emulates how CRI-O merges
+them, and returns a ``Plan`` (the containerd engine's) with the before/after text of every file to
+write. The module does the writing, backups, restart and rollback. The generic pieces (``Plan``,
+``FileChange``, ``read_text``, ``get_in``, handler names, TOML editing) come from the containerd engine
+and ``tomledit``; only the CRI-O rules live here:
+
+* What CRI-O loads (cri-o ``pkg/config``: ``UpdateFromFile`` then ``UpdateFromPath``): the main file
+  (skipped when missing), then every file under the drop-in folder as Go's ``filepath.Walk`` visits it:
+  the entries of each folder sorted by name, sub-folders walked where they sort, every file whatever
+  its name (hidden files and editor/package backups too). ``Walk`` does not follow symlinks to folders:
+  CRI-O then tries to read the folder as a file and fails.
+* How it merges (BurntSushi/toml decoding into the same struct): tables merge key by key; a runtime
+  table ``[crio.runtime.runtimes.NAME]`` is decoded into a *fresh* handler, so a later file that
+  defines NAME replaces the whole earlier definition (keys it does not repeat are gone). The built-in
+  default handler (``runc``, ``crun`` from CRI-O 1.31) always exists.
+* A handler copies the whole table of the runtime it wraps (``default_runtime`` unless it is one of
+  ours, else ``crun``, else ``runc``), then sets ``runtime_path``, ``runtime_type`` (only when empty)
+  and its own ``runtime_root``; ``inherit_default_runtime`` and ``platform_runtime_paths`` are not
+  copied (CRI-O would replace our ``runtime_path`` with them).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import os
+import re
+import shutil
+import stat
+import time
+
+from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import (
+    EngineError, FileChange, Plan, VARIANT_SUFFIX, _layout_for, _runtime_headers, default_runner, get_in,
+    handler_binaries, handler_names, prune_zero, read_binary_version, read_text, require_tables, which,
+)
+from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
+    Editor, TomlEditError, TomlText, detect_step, parse,
+)
+
+RUNTIME = ("crio", "runtime")
+RT = RUNTIME + ("runtimes",)
+# map-typed tables whose entries CRI-O decodes into fresh values: a later file replaces an entry whole
+REPLACED_ENTRIES = (RT, RUNTIME + ("workloads",))
+MANAGED = "# Managed by Ansible (gpuops.nvidia.nvidia_crio_runtime)"
+DROP_IN_HEADER = (MANAGED + ": NVIDIA runtime handlers for CRI-O.\n"
+                  "# state=absent deletes this file. Local edits are overwritten.\n")
+# keys of the copied table that would make CRI-O ignore our runtime_path
+NOT_COPIED = ("inherit_default_runtime", "platform_runtime_paths")
+RELOAD_SINCE = (1, 26, 0)        # SIGHUP reloads runtime handlers and default_runtime
+CRUN_DEFAULT_SINCE = (1, 31, 0)  # the built-in default handler is crun (runc before)
+BUILTIN = "(built-in)"
+# names that editors and package managers leave behind; CRI-O loads them like any other file
+BACKUP_RE = re.compile(r"(~|\.(bak|orig|old|save|swp|tmp|rpmnew|rpmsave|rpmorig|dpkg-old|dpkg-new|dpkg-dist|"
+                       r"dpkg-bak|ucf-old|ucf-new|ucf-dist))$|^\.#")
+
+DEFAULTS = {
+    "state": "present",
+    "config": "/etc/crio/crio.conf",
+    "drop_in": "/etc/crio/crio.conf.d/99-nvidia.toml",
+    "config_dir": "/etc/crio/crio.conf.d",
+    "config_source": ["command", "file"],
+    "crio_path": "crio",
+    "socket": "/var/run/crio/crio.sock",
+    "runtime_name": "nvidia",
+    "runtime_path": "/usr/bin/nvidia-container-runtime",
+    "runtime_type": "oci",
+    "runtime_root": None,
+    "variants": [],
+    "set_as_default": False,
+    "copy_options_from": None,
+    "backup": False,
+    "backup_dir": None,
+}
+NULLABLE = ("drop_in", "copy_options_from", "runtime_root", "backup_dir")
+
+
+class CrioPlan(Plan):
+    """The containerd engine's Plan plus what the CRI-O module needs after writing."""
+
+    def __init__(self):
+        super(CrioPlan, self).__init__()
+        self.crio_version = None
+        self.copied_from = None
+        self.expected = {}            # handler name -> runtime_path CRI-O should report (None: absent)
+        self.expect_default = None    # default_runtime CRI-O should report (None: not checked)
+        self.after = None             # the merged View after the change
+        self.backup_dir = None
+
+    def version_string(self):
+        return ".".join(str(x) for x in self.crio_version) if self.crio_version else None
+
+
+# -- what CRI-O loads, and how it merges it ------------------------------------------------------------
+def load_order(config_dir):
+    """Paths CRI-O loads from ``config_dir``, in its order (see the module docstring)."""
+    out = []
+
+    def walk(path):
+        try:
+            st = os.lstat(path)
+        except OSError as e:
+            raise EngineError("cannot read %s: %s" % (path, e))
+        if not stat.S_ISDIR(st.st_mode):
+            out.append(path)
+            return
+        try:
+            names = sorted(os.listdir(path))
+        except OSError as e:
+            raise EngineError("cannot list %s: %s" % (path, e))
+        for name in names:
+            walk(os.path.join(path, name))
+
+    if os.path.lexists(config_dir):
+        walk(config_dir)
+    return out
+
+
+def order_key(config_dir, path):
+    """Sort key equal to the walk order: the path's components below ``config_dir``."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(config_dir))
+    return tuple(rel.split(os.sep))
+
+
+def read_loaded(path):
+    """Text of a file CRI-O loads; anything CRI-O could not read is an error."""
+    if os.path.isdir(path):
+        raise EngineError("%s is a symlink to a folder: CRI-O does not follow it, tries to read it as a config "
+                          "file and fails to start; remove it" % path)
+    text = read_text(path)
+    if text is None:
+        raise EngineError("%s is a dangling symlink: CRI-O fails to read it and does not start; remove it" % path)
+    return text
+
+
+def check_shape(data, name):
+    """The keys we read must have the types CRI-O decodes them into."""
+    require_tables(data, RT, name)
+    for rname, table in (get_in(data, RT) or {}).items():
+        if not isinstance(table, dict):
+            raise EngineError("%s: %s must be a table, but it is set to a value (%r)" % (name, ".".join(RT + (rname,)), table))
+    default = get_in(data, RUNTIME + ("default_runtime",))
+    if default is not None and not isinstance(default, str):
+        raise EngineError("%s: crio.runtime.default_runtime must be a string, found %r" % (name, default))
+
+
+class View(object):
+    """The configuration CRI-O ends up with: merged data plus which file defined what."""
+
+    def __init__(self):
+        self.data = {}
+        self.origin = {}              # runtime name -> file that defined it last
+        self.default_origin = None
+        self.docs = []                # [(file, data)] in load order
+
+    @property
+    def runtimes(self):
+        return get_in(self.data, RT) or {}
+
+    @property
+    def default(self):
+        return get_in(self.data, RUNTIME + ("default_runtime",))
+
+
+def builtin_default(version):
+    """Name of CRI-O's built-in default handler (crun from 1.31, runc before; crun when unknown)."""
+    if version is not None and version < CRUN_DEFAULT_SINCE:
+        return "runc"
+    return "crun"
+
+
+def builtin_table(name):
+    """An approximation of CRI-O's built-in handler: an OCI runtime found on PATH, state in /run/NAME."""
+    return {"runtime_type": "oci", "runtime_root": "/run/%s" % name}
+
+
+def _merge(dst, src, path=()):
+    for k, v in src.items():
+        here = path + (k,)
+        if isinstance(v, dict) and isinstance(dst.get(k), dict) and path not in REPLACED_ENTRIES:
+            _merge(dst[k], v, here)
+        else:
+            dst[k] = copy.deepcopy(v)
+
+
+def merge_view(docs, builtin):
+    """Merge ``[(name, data)]`` (in load order) over the built-in defaults, the way CRI-O does."""
+    v = View()
+    v.data = {"crio": {"runtime": {"default_runtime": builtin, "runtimes": {builtin: builtin_table(builtin)}}}}
+    v.origin[builtin] = BUILTIN
+    v.default_origin = BUILTIN
+    for name, data in docs:
+        check_shape(data, name)
+        _merge(v.data, data)
+        for rname in get_in(data, RT) or {}:
+            v.origin[rname] = name
+        if "default_runtime" in (get_in(data, RUNTIME) or {}):
+            v.default_origin = name
+        v.docs.append((name, data))
+    return v
+
+
+def files_view(config, config_dir, builtin, override=None, extra=()):
+    """The view of the files on disk; ``override`` maps path -> text (None: the file is gone)."""
+    override = override or {}
+    docs = []
+    text = override[config] if config in override else read_text(config)
+    if text is not None:
+        docs.append((config, parse(text, config).unwrap()))
+    paths = load_order(config_dir)
+    for p in extra:
+        if p not in paths:
+            paths.append(p)
+    paths.sort(key=lambda p: order_key(config_dir, p))
+    for path in paths:
+        text = override[path] if path in override else read_loaded(path)
+        if text is not None:
+            docs.append((path, parse(text, path).unwrap()))
+    return merge_view(docs, builtin)
+
+
+def is_managed(text):
+    return text is not None and text.startswith(MANAGED)
+
+
+def _is_variant(name, opts):
+    base = opts["runtime_name"] + "-"
+    return name.startswith(base) and name[len(base):] in VARIANT_SUFFIX
+
+
+# -- the running daemon ----------------------------------------------------------------------------------
+def status_argv(binpath, socket_path):
+    return [binpath, "status", "--socket", socket_path, "config"]
+
+
+def read_running(binpath, opts, runner):
+    """``crio status --socket S config``: the configuration the running daemon uses (TOML)."""
+    if not binpath:
+        raise EngineError("crio binary %r not found" % opts["crio_path"])
+    argv = status_argv(binpath, opts["socket"])
+    rc, out, err = runner(argv)
+    if rc != 0:
+        raise EngineError("'%s' failed (rc=%s): %s" % (" ".join(argv), rc, (err or out).strip()))
+    data = parse(out, "crio status config").unwrap()
+    check_shape(data, "crio status config")
+    return data
+
+
+def loaded_mismatch(p, running):
+    """Why the running CRI-O does not show the planned handlers (None when it does)."""
+    runtimes = get_in(running, RT) or {}
+    for name, path in sorted(p.expected.items()):
+        if path is None:
+            if name in runtimes:
+                return "crio still reports the %s handler" % name
+            continue
+        got = get_in(runtimes, (name, "runtime_path"))
+        if got != path:
+            return "crio reports runtime_path %r for the %s handler, %r expected" % (got, name, path)
+    if p.expect_default is not None:
+        got = get_in(running, RUNTIME + ("default_runtime",))
+        if got != p.expect_default:
+            return "crio reports default_runtime %r, %r expected" % (got, p.expect_default)
+    return None
+
+
+# -- edits -----------------------------------------------------------------------------------------------
+def _key_step(ed, h):
+    """Indentation step of a table's keys ('' when it has none to learn from)."""
+    table = ed.tt.get(h.path)
+    if isinstance(table, dict) and any(not isinstance(v, dict) for v in table.values()):
+        return detect_step(ed.tt, h)
+    return ""
+
+
+def _add_handler(ed, name, table, prev):
+    """A new handler table: after the previous handler (else the last runtime table), indented like its
+    neighbours; in a file without runtime tables, like the keys of [crio.runtime] (CRI-O's own files
+    use no indentation at all)."""
+    if _runtime_headers(ed, RT):
+        after, indent, step = _layout_for(ed, RT, prev)
+    else:
+        after = None
+        h = ed.tt.header(RUNTIME)
+        step = _key_step(ed, h) if h is not None else ""
+        indent = h.indent + step if h is not None and h.indent else ""
+    ed.add_table(RT + (name,), table, after=after, indent=indent, step=step)
+
+
+def patch(ed, opts, tables):
+    """Our edits in a file we share (the main file, or a foreign drop-in): marked and reversible."""
+    ours = handler_names(opts)
+    data = ed.tt.data
+    check_shape(data, ed.name)
+    for h in list(_runtime_headers(ed, RT)):        # variants no longer wanted that we wrote earlier
+        name = h.path[-1]
+        if name not in ours and _is_variant(name, opts) and h.marker is not None:
+            ed.remove_table(h.path)
+    if opts["set_as_default"]:
+        ed.set_value(RUNTIME, "default_runtime", opts["runtime_name"])
+    else:
+        ed.undo_value(RUNTIME, "default_runtime")
+        if get_in(ed.tt.data, RUNTIME + ("default_runtime",)) in ours:
+            ed.delete_key(RUNTIME, "default_runtime")
+    prev = None
+    for name in ours:
+        cur = get_in(ed.tt.data, RT + (name,))
+        if cur is None:
+            _add_handler(ed, name, tables[name], prev)
+        elif cur != tables[name]:
+            ed.write_table(RT + (name,), tables[name])
+        prev = name
+
+
+def unpatch(ed, opts, only_marked=False):
+    """Undo our edits in a shared file; ``only_marked`` leaves tables and values we did not write alone."""
+    ours = handler_names(opts)
+    check_shape(ed.tt.data, ed.name)
+    ed.undo_value(RUNTIME, "default_runtime")
+    if not only_marked and get_in(ed.tt.data, RUNTIME + ("default_runtime",)) in ours:
+        ed.delete_key(RUNTIME, "default_runtime")
+    for h in list(_runtime_headers(ed, RT)):
+        name = h.path[-1]
+        if (name in ours and (h.marker is not None or not only_marked)) or (_is_variant(name, opts) and h.marker is not None):
+            ed.remove_table(h.path)
+    for h in list(_runtime_headers(ed, RT)):
+        if h.marker == "added":
+            ed.remove_table(h.path)
+    return ed.text
+
+
+def render_drop_in(opts, tables):
+    """Our own drop-in: the header, the default (when asked) and the handler tables, unmarked."""
+    ed = Editor("", opts["drop_in"])
+    blocks = []
+    if opts["set_as_default"]:
+        blocks.append("".join(ed.render_table(RUNTIME, {"default_runtime": opts["runtime_name"]}, "", "", mark=None)))
+    for name in handler_names(opts):
+        blocks.append("".join(ed.render_table(RT + (name,), tables[name], "", "", mark=None)))
+    text = DROP_IN_HEADER + "".join("\n" + b for b in blocks)
+    TomlText(text, opts["drop_in"])
+    return text
+
+
+def handler_table(source, binary, runtime_type, root):
+    """A copy of ``source`` (order kept) with our runtime_path, runtime_type when empty and runtime_root."""
+    items = [(k, copy.deepcopy(v)) for k, v in source.items() if k not in NOT_COPIED]
+
+    def put(key, value, after):
+        for i, (k, _v) in enumerate(items):
+            if k == key:
+                items[i] = (key, value)
+                return
+        at = 0
+        for i, (k, _v) in enumerate(items):
+            if k in after:
+                at = i + 1
+        items.insert(at, (key, value))
+
+    put("runtime_path", binary, ())
+    if not source.get("runtime_type"):
+        put("runtime_type", runtime_type, ("runtime_path",))
+    put("runtime_root", root, ("runtime_path", "runtime_type"))
+    return dict(items)
+
+
+def derived_root(opts, name, source_name, source):
+    """runtime_root of a handler: ``runtime_root`` (+ the variant suffix), else a sibling of the source's
+    root named after the handler (``/run/crun`` -> ``/run/crun-nvidia``): never the source's own folder
+    (two low-level runtimes' state must not mix: nvidia-container-runtime may exec runc where crun
+    keeps its state) and never ``/run/nvidia`` (the GPU Operator's folder)."""
+    if opts["runtime_root"]:
+        return opts["runtime_root"].rstrip("/") + name[len(opts["runtime_name"]):]
+    base = (source.get("runtime_root") or "/run/%s" % source_name).rstrip("/") or "/run"
+    return os.path.join(os.path.dirname(base), os.path.basename(base) + "-" + name)
+
+
+# -- paths -----------------------------------------------------------------------------------------------
+def _inside(path, folder):
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def backup_dir_for(opts):
+    return opts.get("backup_dir") or os.path.dirname(os.path.abspath(opts["config"]))
+
+
+def check_paths(opts):
+    config, cdir, drop = opts["config"], opts["config_dir"], opts["drop_in"]
+    if os.path.isdir(config):
+        raise EngineError("config %s is a directory" % config)
+    if _inside(config, cdir):
+        raise EngineError("config %s is inside config_dir %s: CRI-O would load it twice" % (config, cdir))
+    if drop:
+        if os.path.isdir(drop):
+            raise EngineError("drop_in %s is a directory" % drop)
+        if not _inside(drop, cdir) or os.path.realpath(drop) == os.path.realpath(cdir):
+            raise EngineError("drop_in %s is not inside config_dir %s: CRI-O would not load it" % (drop, cdir))
+    if opts.get("backup"):
+        bdir = backup_dir_for(opts)
+        if _inside(bdir, cdir):
+            raise EngineError("backups cannot go to %s: it is inside config_dir %s, where CRI-O loads every file "
+                              "(a backup there would be read as configuration); set backup_dir elsewhere" % (bdir, cdir))
+
+
+def write_backups(paths, backup_dir):
+    """Timestamped copies of ``paths`` in ``backup_dir`` (never beside a drop-in: CRI-O would load them)."""
+    out = []
+    stamp = time.strftime("%Y-%m-%d@%H:%M:%S")
+    for path in paths:
+        real = os.path.realpath(path)
+        if not os.path.isfile(real):
+            continue
+        if not os.path.isdir(backup_dir):
+            os.makedirs(backup_dir, 0o755)
+        dest = os.path.join(backup_dir, "%s.%d.%s~" % (os.path.basename(path), os.getpid(), stamp))
+        n = 1
+        while os.path.lexists(dest):
+            n += 1
+            dest = os.path.join(backup_dir, "%s.%d.%s.%d~" % (os.path.basename(path), os.getpid(), stamp, n))
+        shutil.copy2(real, dest)
+        out.append(dest)
+    return out
+
+
+# -- the plan --------------------------------------------------------------------------------------------
+def _options(opts):
+    o = dict(DEFAULTS)
+    o.update({k: v for k, v in opts.items() if v is not None or k in NULLABLE})
+    if not o["drop_in"]:
+        o["drop_in"] = None
+    for k in ("config", "config_dir", "drop_in", "backup_dir"):
+        if o.get(k):
+            o[k] = os.path.abspath(o[k])
+    for v in o["variants"] or []:
+        if v not in VARIANT_SUFFIX:
+            raise EngineError("variants: unknown variant %r (known: %s)" % (v, ", ".join(sorted(VARIANT_SUFFIX))))
+    if not o["runtime_name"] or not isinstance(o["runtime_name"], str):
+        raise EngineError("runtime_name must be a non-empty string")
+    if not o["runtime_path"] or not os.path.isabs(o["runtime_path"]):
+        raise EngineError("runtime_path must be an absolute path, not %r" % (o["runtime_path"],))
+    if o["runtime_root"] and not os.path.isabs(o["runtime_root"]):
+        raise EngineError("runtime_root must be an absolute path, not %r" % (o["runtime_root"],))
+    return o
+
+
+def plan(opts, runner=default_runner, crio_version=None):
+    """Compute the changes for ``opts`` (see DEFAULTS). Raises EngineError/TomlEditError on bad input.
+
+    ``crio_version`` (a tuple) stands in for the version of an absent binary.
+    """
+    opts = _options(opts)
+    check_paths(opts)
+    present = opts["state"] == "present"
+    ours = handler_names(opts)
+    binaries = handler_binaries(opts)
+    config, cdir, drop = opts["config"], opts["config_dir"], opts["drop_in"]
+    p = CrioPlan()
+    p.main_path = config
+    p.backup_dir = backup_dir_for(opts)
+
+    binpath = which(opts["crio_path"])
+    version = crio_version
+    if binpath:
+        try:
+            version = read_binary_version(binpath, runner)
+        except EngineError as e:
+            p.warnings.append("cannot tell the CRI-O version: %s" % e)
+    p.crio_version = version
+    builtin = builtin_default(version)
+
+    # everything CRI-O reads (parse errors name the file and line)
+    main_text = read_text(config)
+    TomlText(main_text or "", config)
+    dir_paths = load_order(cdir)
+    dir_texts = {}
+    for path in dir_paths:
+        dir_texts[path] = read_loaded(path)
+        parse(dir_texts[path], path)
+    managed = [path for path in dir_paths if is_managed(dir_texts[path])]
+    drop_text = read_text(drop) if drop else None
+    foreign_drop = drop_text is not None and not is_managed(drop_text)
+    for path in dir_paths:
+        if BACKUP_RE.search(os.path.basename(path)):
+            p.warnings.append("%s looks like a backup, but CRI-O loads every file in %s as configuration; move it "
+                              "elsewhere" % (path, cdir))
+
+    # the configuration without us: our marked edits undone, our own drop-ins left out
+    cleaned = {}
+    if main_text is not None:
+        cleaned[config] = unpatch(Editor(main_text, config), opts, only_marked=True)
+    if foreign_drop:
+        cleaned[drop] = unpatch(Editor(drop_text, drop), opts, only_marked=True)
+    for path in managed:
+        cleaned[path] = None
+    base = files_view(config, cdir, builtin, cleaned)
+
+    # the effective configuration, from the first source that works
+    errors = []
+    running = None
+    for src in opts["config_source"]:
+        try:
+            if src == "command":
+                running = read_running(binpath, opts, runner)
+            elif src != "file":
+                raise EngineError("config_source: unknown source %r" % src)
+            p.source = src
+            break
+        except (EngineError, TomlEditError) as e:
+            errors.append("%s: %s" % (src, e))
+    if p.source is None:
+        raise EngineError("could not read the effective config: " + "; ".join(errors))
+    if running is not None:
+        eff_default = get_in(running, RUNTIME + ("default_runtime",)) or builtin
+        eff_runtimes = get_in(running, RT) or {}
+        if base.default not in ours and eff_default not in ours and eff_default != base.default:
+            p.warnings.append("the running CRI-O uses default_runtime %r but its files say %r (set by %s): flags, or "
+                              "files changed without a reload; the handler copies %r"
+                              % (eff_default, base.default, base.default_origin, eff_default))
+    else:
+        eff_default, eff_runtimes = base.default, base.runtimes
+
+    # the runtime the handlers copy
+    known = set(base.runtimes) | set(eff_runtimes)
+    want = opts["copy_options_from"]
+    if want:
+        if want in ours:
+            raise EngineError("copy_options_from must name a runtime other than ours (%s)" % ", ".join(ours))
+        if want not in known:
+            raise EngineError("copy_options_from: runtime %r is not configured (known: %s)"
+                              % (want, ", ".join(sorted(known - set(ours))) or "none"))
+        src_name = want
+    else:
+        src_name = next((d for d in (eff_default, base.default) if d and d not in ours), None)
+        if src_name is not None and src_name not in known:
+            raise EngineError("default_runtime = %r (set by %s) names no configured runtime (known: %s): CRI-O cannot "
+                              "load this configuration; fix it first"
+                              % (src_name, base.default_origin, ", ".join(sorted(known)) or "none"))
+        if src_name is None:
+            src_name = next((n for n in ("crun", "runc") if n in known), builtin)
+    if src_name in base.runtimes and base.origin.get(src_name) != BUILTIN:
+        source = copy.deepcopy(base.runtimes[src_name])
+    elif src_name in eff_runtimes and running is not None:
+        source = prune_zero(eff_runtimes[src_name])
+    else:
+        source = builtin_table(src_name)
+        if p.source == "file" and version is None and base.default_origin == BUILTIN:
+            p.warnings.append("no file sets default_runtime and the CRI-O version is unknown: assuming the built-in "
+                              "default handler is %s (CRI-O >= 1.31; runc before)" % builtin)
+    if source.get("runtime_type") == "vm":
+        raise EngineError("the handlers would copy %s, a VM runtime (runtime_type = \"vm\"); the NVIDIA runtime is an "
+                          "OCI runtime: set copy_options_from to an OCI runtime such as crun or runc" % src_name)
+    p.copied_from = src_name
+
+    tables = {}
+    roots = {}
+    for name in ours:
+        roots[name] = derived_root(opts, name, src_name, source)
+        tables[name] = handler_table(source, binaries[name], opts["runtime_type"], roots[name])
+    if present:
+        for rname, t in base.runtimes.items():
+            if rname not in ours and isinstance(t, dict) and t.get("runtime_root") in roots.values():
+                raise EngineError("runtime_root %s is already the state folder of the %s runtime (%s); set runtime_root"
+                                  % (t.get("runtime_root"), rname, base.origin.get(rname)))
+
+    # the edits
+    files = []
+    if drop:
+        if main_text is not None and cleaned[config] != main_text:      # an earlier in-place run
+            files.append(FileChange(config, main_text, cleaned[config]))
+        if foreign_drop:
+            ed = Editor(drop_text, drop)
+            if present:
+                patch(ed, opts, tables)
+            else:
+                unpatch(ed, opts)
+            files.insert(0, FileChange(drop, drop_text, ed.text))
+        else:
+            change = FileChange(drop, drop_text, render_drop_in(opts, tables) if present else None)
+            files.insert(0 if present else len(files), change)
+    else:
+        ed = Editor(main_text or "", config)
+        if present:
+            patch(ed, opts, tables)
+        else:
+            unpatch(ed, opts)
+        after = ed.text
+        if not after.strip() and (main_text is None or main_text.strip() != after.strip()):
+            after = None        # nothing left of a file we created: remove it again
+        files.append(FileChange(config, main_text, after))
+    for path in managed:                                # our drop-ins under other names (drop_in renamed)
+        if path != drop:
+            files.append(FileChange(path, dir_texts[path], None))
+    p.files = files
+
+    # what CRI-O will load after the change, and whether we win
+    override = dict((f.path, f.after) for f in files)
+    extra = [drop] if drop and override.get(drop) is not None else []
+    after = files_view(config, cdir, builtin, override, extra)
+    p.after = after
+    target = drop or config
+    if present:
+        for name in ours:
+            got = after.runtimes.get(name)
+            if got != tables[name]:
+                raise EngineError(
+                    "%s loads after %s and defines the %s handler too (runtime_path %r): CRI-O replaces whole runtime "
+                    "tables from later files, so it would override ours. Remove or rename it%s"
+                    % (after.origin.get(name), target, name, (got or {}).get("runtime_path"),
+                       ", or use a drop_in that sorts after it" if drop else "; or use drop_in"))
+        if opts["set_as_default"] and after.default != opts["runtime_name"]:
+            raise EngineError("%s loads after %s and sets default_runtime = %r: CRI-O would not use %s as the default. "
+                              "Remove the setting there%s" % (after.default_origin, target, after.default,
+                                                              opts["runtime_name"],
+                                                              ", or use a drop_in that sorts after it" if drop else
+                                                              "; or use drop_in"))
+    if after.default not in after.runtimes:
+        raise EngineError("after this change default_runtime = %r (set by %s) would name no runtime: CRI-O would refuse "
+                          "the configuration%s" % (after.default, after.default_origin,
+                                                   "; set_as_default: false leaves the default to the other files"
+                                                   if not present else ""))
+    loaded = [name for name, _d in after.docs]
+    for path, data in after.docs:
+        names = [n for n in ours if n in (get_in(data, RT) or {})]
+        if not names or path == target:
+            continue
+        if not present:
+            p.warnings.append("%s still defines %s: the handler stays configured" % (path, ", ".join(names)))
+        elif target in loaded and loaded.index(path) < loaded.index(target):
+            p.warnings.append(
+                "%s also defines %s (as the GPU Operator / nvidia-ctk writes it): CRI-O loads it before %s, whose "
+                "definition replaces it; let one tool own the handler (e.g. the GPU Operator with toolkit.enabled=false)"
+                % (path, ", ".join(names), target))
+    if present:
+        for name in ours:
+            if not os.path.exists(binaries[name]):
+                p.warnings.append("%s does not exist on this node: CRI-O checks runtime_path when it starts or reloads "
+                                  "and refuses a handler whose binary is missing" % binaries[name])
+
+    p.runtimes = ours if present else []
+    p.default_runtime = after.default
+    p.low_level_runtime = (source.get("runtime_path") or src_name) if present else None
+    p.expected = dict((n, get_in(after.runtimes, (n, "runtime_path")) if n in after.runtimes else None) for n in ours)
+    p.expect_default = after.default if present and opts["set_as_default"] else None
+    return p
+
+
+__all__ = ["plan", "CrioPlan", "EngineError", "DEFAULTS", "DROP_IN_HEADER", "load_order", "merge_view", "files_view",
+           "loaded_mismatch", "read_running", "status_argv", "write_backups", "backup_dir_for", "RELOAD_SINCE"]

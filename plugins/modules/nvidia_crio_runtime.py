@@ -1,0 +1,426 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpuops.nvidia contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: nvidia_crio_runtime
+short_description: Add the NVIDIA runtime handler to CRI-O without losing anything else
+version_added: "0.1.0"
+description:
+  - Adds (or removes) the C(nvidia) runtime handler, and optionally its C(-cdi)/C(-legacy) variants, to
+    CRI-O, through a drop-in file (default) or by editing the main file in place.
+  - CRI-O reads O(config), then B(every) file under O(config_dir) recursively, in lexical order, whatever
+    its extension (a backup left there is loaded too). The module emulates exactly that merge to decide
+    what to copy and to check that its handler wins.
+  - A later file that defines a runtime table replaces the whole earlier definition. So the handler is
+    written as a B(copy of the whole table) of the runtime it wraps (C(default_runtime) unless it is one
+    of ours, else C(crun), else C(runc)); C(monitor_path), C(monitor_cgroup), C(allowed_annotations),
+    C(runtime_type) (a C(pod) runtime stays C(pod)) and friends follow; then C(runtime_path) is set,
+    C(runtime_type) only when empty, and C(runtime_root) (see O(runtime_root)).
+    C(inherit_default_runtime) and C(platform_runtime_paths) are not copied (CRI-O would replace our
+    C(runtime_path) with them). A VM runtime (C(runtime_type = "vm"), e.g. Kata) is never copied.
+  - Edits of shared files are format-preserving; comments, order and every key the module does not own
+    stay byte-identical. Values it changes keep the original in a trailing C(# gpuops.nvidia:) comment so
+    that O(state=absent) restores the original bytes. The module's own drop-in starts with a header
+    comment C(# Managed by Ansible) that names the module, and is deleted by O(state=absent).
+  - "Precedence: a file in O(config_dir) that sorts after the module's target and defines one of its
+    handlers, or sets C(default_runtime) when O(set_as_default=true), would override it. The module then
+    fails (nothing is written) naming that file. A file that sorts before and defines the handler, like the
+    C(99-nvidia.conf) that the GPU Operator / C(nvidia-ctk) writes, is overridden by ours: the module goes
+    ahead and warns, naming the file (two tools should not own one handler)."
+  - The runtime is reloaded or restarted only when a file changed, and the files are rolled back when it
+    does not come back healthy.
+author:
+  - gpuops.nvidia contributors
+requirements:
+  - tomlkit >= 0.12 on the managed node
+extends_documentation_fragment: []
+attributes:
+  check_mode:
+    support: full
+    description: Computes every change and the real diff; writes nothing and restarts nothing.
+  diff_mode:
+    support: full
+    description: Returns a before/after pair per file.
+  platform:
+    support: full
+    platforms: posix
+options:
+  state:
+    description: V(absent) removes exactly what V(present) adds and restores values it replaced.
+    type: str
+    choices: [present, absent]
+    default: present
+  config:
+    description: CRI-O's main config file (C(crio --config)). It may not exist (the CRI-O packages of pkgs.k8s.io ship none).
+    type: path
+    default: /etc/crio/crio.conf
+  drop_in:
+    description:
+      - The file, inside O(config_dir), that holds the handlers. It is the module's own file (written whole)
+        unless it exists without the module's header; then it is edited like a shared file.
+      - Null or empty edits O(config) in place instead. Every file of O(config_dir) loads after O(config),
+        so in-place edits lose against any drop-in that sets the same things (the module then fails).
+      - Files with the module's header under other names in O(config_dir) (an earlier O(drop_in)) are removed.
+    type: path
+    default: /etc/crio/crio.conf.d/99-nvidia.toml
+  config_dir:
+    description: CRI-O's drop-in folder (C(crio --config-dir)).
+    type: path
+    default: /etc/crio/crio.conf.d
+  config_source:
+    description:
+      - Ordered ways to read the effective configuration (default runtime, runtimes); the first that works wins.
+      - V(command) asks the running daemon, C(<crio_path> status --socket <socket> config); it is skipped
+        when crio is missing or fails.
+      - V(file) merges O(config) and O(config_dir) the way CRI-O does.
+      - The copied table itself is taken as written in the files when a file defines it, else from the
+        running daemon, else from CRI-O's built-in default.
+    type: list
+    elements: str
+    choices: [command, file]
+    default: [command, file]
+  crio_path:
+    description: crio binary, for the version, C(crio status) and the health check.
+    type: str
+    default: crio
+  runtime_name:
+    description: Handler name.
+    type: str
+    default: nvidia
+  runtime_path:
+    description: The NVIDIA runtime binary; becomes C(runtime_path).
+    type: path
+    default: /usr/bin/nvidia-container-runtime
+  runtime_type:
+    description: Used when the copied runtime table has no C(runtime_type).
+    type: str
+    default: oci
+  runtime_root:
+    description:
+      - C(runtime_root) (state folder) of the handler; variants get C(<runtime_root>-cdi) / C(-legacy).
+      - By default it is a sibling of the copied runtime's root named after the handler, e.g.
+        C(/run/crun) -> C(/run/crun-nvidia), C(/run/crun-nvidia-cdi). It never shares the copied runtime's
+        folder (C(nvidia-container-runtime) may exec runc while crun keeps its state there) and never uses
+        C(/run/nvidia), which belongs to the GPU Operator (driver root, validations).
+    type: path
+  variants:
+    description: Extra handlers C(<runtime_name>-cdi) / C(-legacy) with C(runtime_path) C(<runtime_path>.cdi) / C(.legacy).
+    type: list
+    elements: str
+    choices: [cdi, legacy]
+    default: []
+  set_as_default:
+    description: Make O(runtime_name) the C(default_runtime). V(false) unsets a default that names one of ours in the edited file.
+    type: bool
+    default: false
+  copy_options_from:
+    description: Runtime whose table is copied. Default is the default runtime unless it is one of ours, else C(crun), else C(runc).
+    type: str
+  backup:
+    description:
+      - Create a timestamped backup of each changed file before it is changed.
+      - Backups are never written inside O(config_dir) (CRI-O would load them as configuration), see O(backup_dir).
+    type: bool
+    default: false
+  backup_dir:
+    description: Where backups go. Default is the folder of O(config) (C(/etc/crio)). It must not be inside O(config_dir).
+    type: path
+  restart:
+    description:
+      - When a file changed. V(auto) reloads the active systemd unit O(service) (C(systemctl reload),
+        SIGHUP; CRI-O >= 1.26 reloads runtime handlers and C(default_runtime)) and checks with
+        C(crio status config) that the change took; it restarts the unit instead when the version is
+        older than 1.26 or unknown, or when the reload did not take. When the unit is not active it warns
+        if something answers on O(socket), else (nothing runs, bootstrap) does nothing.
+      - V(reload) always reloads, V(systemd) always restarts the unit, V(none) does neither.
+    type: str
+    choices: [auto, reload, systemd, none]
+    default: auto
+  service:
+    description: systemd unit of CRI-O.
+    type: str
+    default: crio
+  socket:
+    description: CRI-O's socket, for C(crio status) and health checks.
+    type: path
+    default: /var/run/crio/crio.sock
+  restart_timeout:
+    description: Seconds to wait for a healthy runtime after a restart or reload.
+    type: int
+    default: 60
+notes:
+  - Healthy means the socket answers and, when O(crio_path) is found, C(crio status --socket <socket> config)
+    succeeds and reports the handlers with their C(runtime_path) (and C(default_runtime) when
+    O(set_as_default=true)); without the binary only the socket is checked (with a warning).
+  - When the runtime is not healthy after the restart, every file written is restored to its previous
+    bytes, the runtime is reloaded/restarted again and the module fails with the daemon's last log lines.
+  - CRI-O checks C(runtime_path) when it starts or reloads; the module warns when the binary is missing.
+  - O(state=absent) removes handler tables named O(runtime_name) (and variants) from the files it
+    edits, even when another tool wrote them there, and deletes its own drop-in. Files of other tools
+    (e.g. the GPU Operator's C(99-nvidia.conf)) are never edited; the module warns that they still
+    define the handler.
+  - The folder O(config_dir) is created when missing and left in place by O(state=absent).
+  - A main file that the module created (in-place mode) and that is empty again after O(state=absent) is deleted.
+seealso:
+  - name: crio.conf(5)
+    description: CRI-O's configuration file reference.
+    link: https://github.com/cri-o/cri-o/blob/main/docs/crio.conf.5.md
+  - module: gpuops.nvidia.nvidia_containerd_runtime
+"""
+
+EXAMPLES = r"""
+- name: Add the nvidia handler through /etc/crio/crio.conf.d/99-nvidia.toml
+  gpuops.nvidia.nvidia_crio_runtime:
+    state: present
+
+- name: As the default runtime, with the CDI variant, reloading CRI-O
+  gpuops.nvidia.nvidia_crio_runtime:
+    set_as_default: true
+    variants: [cdi]
+
+- name: Edit /etc/crio/crio.conf in place (nodes without a drop-in folder)
+  gpuops.nvidia.nvidia_crio_runtime:
+    drop_in: ""
+
+- name: Bootstrap before CRI-O runs; keep backups out of the drop-in folder
+  gpuops.nvidia.nvidia_crio_runtime:
+    restart: none
+    backup: true
+    backup_dir: /var/backups/crio
+
+- name: Remove everything the module added
+  gpuops.nvidia.nvidia_crio_runtime:
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether a file changed (or would change, in check mode).
+  returned: always
+  type: bool
+diff:
+  description: A before/after pair per file, with the file as header (check and diff mode).
+  returned: when diff mode is on
+  type: list
+  elements: dict
+crio_version:
+  description: The version of O(crio_path), when it was found.
+  returned: always
+  type: str
+  sample: 1.31.3
+source:
+  description: Which source the effective configuration was read from.
+  returned: always
+  type: str
+  sample: file
+files:
+  description: Files written or deleted (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+runtimes:
+  description: Handlers managed.
+  returned: always
+  type: list
+  elements: str
+  sample: [nvidia, nvidia-cdi]
+default_runtime:
+  description: The C(default_runtime) CRI-O uses after the change (from the merged files).
+  returned: always
+  type: str
+  sample: crun
+low_level_runtime:
+  description: The copied runtime's C(runtime_path), or its name when that is empty (the toolkit config needs it).
+  returned: when state is present
+  type: str
+  sample: /usr/libexec/crio/crun
+restarted:
+  description: Whether CRI-O was reloaded or restarted.
+  returned: always
+  type: bool
+restart_method:
+  description: How (reload, systemd) or null.
+  returned: always
+  type: str
+backup_files:
+  description: Backups created (never inside O(config_dir)).
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
+    HAS_TOMLKIT, TOMLKIT_IMPORT_ERROR, TomlEditError, parse,
+)
+
+if HAS_TOMLKIT:
+    from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as engine
+from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service
+
+RELOAD_WAIT = 15    # seconds for a reload to show in `crio status config` before auto mode restarts
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            config=dict(type="path", default="/etc/crio/crio.conf"),
+            drop_in=dict(type="path", default="/etc/crio/crio.conf.d/99-nvidia.toml"),
+            config_dir=dict(type="path", default="/etc/crio/crio.conf.d"),
+            config_source=dict(type="list", elements="str", default=["command", "file"], choices=["command", "file"]),
+            crio_path=dict(type="str", default="crio"),
+            runtime_name=dict(type="str", default="nvidia"),
+            runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
+            runtime_type=dict(type="str", default="oci"),
+            runtime_root=dict(type="path"),
+            variants=dict(type="list", elements="str", default=[], choices=["cdi", "legacy"]),
+            set_as_default=dict(type="bool", default=False),
+            copy_options_from=dict(type="str"),
+            backup=dict(type="bool", default=False),
+            backup_dir=dict(type="path"),
+            restart=dict(type="str", default="auto", choices=["auto", "reload", "systemd", "none"]),
+            service=dict(type="str", default="crio"),
+            socket=dict(type="path", default="/var/run/crio/crio.sock"),
+            restart_timeout=dict(type="int", default=60),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_TOMLKIT:
+        module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
+    params = module.params
+
+    def run(argv):
+        rc, out, err = module.run_command(argv)
+        return rc, out, err
+
+    opts = dict((k, params[k]) for k in engine.DEFAULTS)
+    result = dict(changed=False, files=[], restarted=False, restart_method=None, backup_files=[])
+    try:
+        plan = engine.plan(opts, runner=run)
+    except (engine.EngineError, TomlEditError) as e:
+        module.fail_json(msg=to_native(e), **result)
+
+    result.update(
+        crio_version=plan.version_string(),
+        source=plan.source,
+        runtimes=plan.runtimes,
+        default_runtime=plan.default_runtime,
+        files=[f.path for f in plan.files if f.changed],
+        changed=plan.changed,
+    )
+    if plan.low_level_runtime is not None:
+        result["low_level_runtime"] = plan.low_level_runtime
+    if module._diff:
+        result["diff"] = [dict(before=f.before or "", after=f.after or "",
+                               before_header="%s (%s)" % (f.path, "absent" if f.before is None else "before"),
+                               after_header="%s (%s)" % (f.path, "deleted" if f.after is None else "after"))
+                          for f in plan.files if f.changed]
+    for w in plan.warnings:
+        module.warn(w)
+    if not plan.changed or module.check_mode:
+        module.exit_json(**result)
+
+    changes = [(f.path, f.before, f.after) for f in plan.files if f.changed]
+    try:
+        for path, before, _after in changes:           # refuse before any backup or write
+            fileops.check_unchanged(path, before)
+        if params["backup"]:
+            result["backup_files"] = engine.write_backups([c[0] for c in changes if c[1] is not None], plan.backup_dir)
+        fileops.apply_changes(changes, module=module, backup=False)
+    except (fileops.FileOpError, IOError, OSError) as e:
+        module.fail_json(msg=to_native(e), **result)
+    previous = [(path, before) for path, before, _after in changes]
+
+    binpath = engine.which(params["crio_path"])
+    sock = params["socket"]
+    svc = params["service"]
+    state = dict(expect=True, why=None)
+
+    def healthy():
+        """Socket answers (checked by the Restarter) and crio reports what we planned."""
+        if not binpath:
+            return True
+        rc, out, err = run(engine.status_argv(binpath, sock))
+        if rc != 0:
+            state["why"] = "crio status failed (rc=%s): %s" % (rc, (err or out).strip())
+            return False
+        if not state["expect"]:
+            return True
+        try:
+            running = parse(out, "crio status config").unwrap()
+        except TomlEditError as e:
+            state["why"] = str(e)
+            return False
+        state["why"] = engine.loaded_mismatch(plan, running)
+        return state["why"] is None
+
+    mode = params["restart"]
+    version = plan.crio_version
+    can_reload = bool(binpath) and version is not None and version >= engine.RELOAD_SINCE
+    if mode == "none":
+        module.exit_json(**result)
+    if mode == "auto":
+        if not service.unit_active(run, svc):
+            if service.socket_answers(sock):
+                module.warn("CRI-O answers on %s but the systemd unit %s is not active: reload (SIGHUP) or restart it "
+                            "yourself for the change to take effect" % (sock, svc))
+            module.exit_json(**result)
+        method = "reload" if can_reload else "systemd"
+    else:
+        method = mode
+        if method == "reload" and version is not None and version < engine.RELOAD_SINCE:
+            module.warn("CRI-O %s does not reload runtime handlers on SIGHUP (1.26 does); use restart: systemd"
+                        % plan.version_string())
+    if not binpath:
+        module.warn("crio not found at %r: health after the %s is judged by the socket only" % (params["crio_path"], method))
+
+    reload_cmd = ["systemctl", "reload", svc]
+    restarter = service.Restarter(run, mode, svc, sock, params["restart_timeout"], healthy, module.warn,
+                                  reload_cmd=reload_cmd)
+    try:
+        if method == "reload" and mode == "auto":
+            quick = service.Restarter(run, mode, svc, sock, min(params["restart_timeout"], RELOAD_WAIT), healthy,
+                                      module.warn, reload_cmd=reload_cmd)
+            try:
+                quick.restart("reload")
+            except service.RestartError as e:
+                module.warn("systemctl reload %s did not take (%s%s); restarting it"
+                            % (svc, e, "; " + state["why"] if state["why"] else ""))
+                method = "systemd"
+                restarter.restart(method)
+        else:
+            restarter.restart(method)
+    except service.RestartError as e:
+        why = state["why"]
+        errors = fileops.restore(previous, module=module)
+        state["expect"] = False
+        recovered = True
+        try:
+            restarter.restart(method)
+        except service.RestartError as e2:
+            recovered = False
+            errors.append("%s after rollback: %s" % (method, e2))
+        msg = "%s%s; the previous files were restored (%s)%s" % (
+            e, " (%s)" % why if why else "", ", ".join(p for p, _b in previous),
+            "" if recovered else " but the runtime is still not healthy: " + "; ".join(errors))
+        logs = restarter.journal()
+        if logs:
+            msg += ". Last log lines:\n" + logs
+        result.update(changed=True, restarted=True, restart_method=method, rolled_back=True)
+        module.fail_json(msg=msg, **result)
+    result.update(restarted=True, restart_method=method)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""gpuops.nvidia.nvidia_crio_runtime run through Ansible for real, on temp folders.
+
+No CRI-O build exists for this machine: the files are judged with an independent model of CRI-O's
+loading (tests/unit/test_crio_engine.py), and the reload/rollback path runs against stand-ins: a
+``crio`` whose ``status config`` prints what a fake ``systemctl reload`` "loaded", and a unix socket
+that answers. What a real CRI-O does on SIGHUP is NOT exercised here.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from ansible_run import run_module, run_module_steps
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
+from test_crio_engine import FIX, NVIDIA, crio_effective, dir_fixture, snapshot  # noqa: E402
+
+MOD = "gpuops.nvidia.nvidia_crio_runtime"
+pytestmark = pytest.mark.integration
+
+
+class Node:
+    def __init__(self, tmp_path: Path, main: str | None = None, dropins: dict[str, str] | None = None):
+        self.root = tmp_path
+        self.etc = tmp_path / "etc" / "crio"
+        self.cdir = self.etc / "crio.conf.d"
+        self.main = self.etc / "crio.conf"
+        self.drop = self.cdir / "99-nvidia.toml"
+        self.etc.mkdir(parents=True, exist_ok=True)
+        if main is not None:
+            self.main.write_text(main)
+        for name, text in (dropins or {}).items():
+            (self.cdir / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.cdir / name).write_text(text)
+
+    def args(self, **kw):
+        a = dict(config=str(self.main), config_dir=str(self.cdir), drop_in=str(self.drop),
+                 crio_path=str(self.root / "no-crio"), socket=str(self.root / "crio.sock"), restart="none")
+        a.update(kw)
+        return a
+
+    def effective(self):
+        return crio_effective(self.main, self.cdir)
+
+
+def test_check_mode_apply_idempotence_and_absent(tmp_path):
+    node = Node(tmp_path, dropins=dir_fixture("pkgs-1.29"))
+    original = snapshot(tmp_path)
+    check, apply, again = run_module_steps(MOD, [
+        dict(node.args(set_as_default=True, variants=["cdi"]), _check=True, _diff=True),
+        node.args(set_as_default=True, variants=["cdi"]),
+        node.args(set_as_default=True, variants=["cdi"]),
+    ])
+    for r in (check, apply, again):
+        assert r["failed"] is False, r
+    # check mode: the real diff, nothing written
+    assert check["changed"] is True and check["files"] == [str(node.drop)]
+    (d,) = check["diff"]
+    assert d["before_header"] == "%s (absent)" % node.drop and d["after_header"] == "%s (after)" % node.drop
+    assert d["before"] == "" and 'default_runtime = "nvidia"' in d["after"]
+    assert check["default_runtime"] == "nvidia"
+    # apply: the text check mode showed
+    assert apply["changed"] is True and node.drop.read_text() == d["after"]
+    assert apply["source"] == "file" and apply["default_runtime"] == "nvidia"
+    assert apply["runtimes"] == ["nvidia", "nvidia-cdi"] and apply["low_level_runtime"] == "/usr/libexec/crio/crun"
+    assert apply["restarted"] is False and apply["restart_method"] is None and apply["backup_files"] == []
+    eff = node.effective()
+    assert eff["default"] == "nvidia" and eff["runtimes"]["nvidia-cdi"]["runtime_path"] == NVIDIA + ".cdi"
+    # second run: nothing
+    assert again["changed"] is False and again["files"] == []
+    # absent: the deletion in check mode, then the original bytes
+    check_absent, absent = run_module_steps(MOD, [dict(node.args(state="absent"), _check=True, _diff=True),
+                                                  node.args(state="absent")])
+    (d,) = check_absent["diff"]
+    assert d["after_header"] == "%s (deleted)" % node.drop and d["after"] == ""
+    assert absent["changed"] is True and absent["runtimes"] == [] and absent["default_runtime"] == "crun"
+    assert snapshot(tmp_path) == original
+
+
+@pytest.mark.parametrize("in_place", ["", None])
+def test_in_place_with_backups_outside_the_drop_in_folder(tmp_path, in_place):
+    original = (FIX / "crio.conf").read_text()
+    node = Node(tmp_path, main=original)
+    present, absent = run_module_steps(MOD, [node.args(drop_in=in_place, backup=True, set_as_default=True),
+                                             node.args(drop_in=in_place, backup=True, state="absent")])
+    assert present["failed"] is False and absent["failed"] is False, (present, absent)
+    assert present["files"] == [str(node.main)] and not node.drop.exists()
+    for r in (present, absent):
+        (b,) = r["backup_files"]
+        assert Path(b).parent == node.etc and not Path(b).is_relative_to(node.cdir)
+    assert Path(present["backup_files"][0]).read_text() == original
+    assert node.main.read_text() == original
+
+
+def test_backup_of_a_foreign_drop_in_goes_to_backup_dir(tmp_path):
+    node = Node(tmp_path, dropins=dir_fixture("pkgs-1.29"))
+    target = node.cdir / "10-crio.conf"
+    r = run_module(MOD, node.args(drop_in=str(target), backup=True, backup_dir=str(tmp_path / "bak")))
+    assert r["failed"] is False, r
+    (b,) = r["backup_files"]
+    assert Path(b).parent == tmp_path / "bak" and sorted(os.listdir(node.cdir)) == ["10-crio.conf"]
+    r = run_module(MOD, node.args(backup=True, backup_dir=str(node.cdir / "old")))
+    assert r["failed"] is True and "inside config_dir" in r["msg"]
+
+
+def test_errors_change_nothing(tmp_path):
+    node = Node(tmp_path, dropins={**dir_fixture("pkgs-1.29"), "50-bad.conf": "[crio.runtime\n"})
+    blocked = Node(tmp_path / "later", dropins=dir_fixture("later"))
+    notdir = tmp_path / "plain-file"
+    notdir.write_text("")
+    unwritable = Node(tmp_path / "unwritable")
+    before = snapshot(tmp_path)
+    bad_toml, override, unwritable_r = run_module_steps(MOD, [
+        node.args(),
+        blocked.args(),
+        unwritable.args(config_dir=str(notdir / "crio.conf.d"), drop_in=str(notdir / "crio.conf.d" / "99-nvidia.toml")),
+    ])
+    assert bad_toml["failed"] and "malformed TOML in %s:1" % (node.cdir / "50-bad.conf") in bad_toml["msg"]
+    assert override["failed"] and "99-nvidia.toml.bak loads after" in override["msg"]
+    assert unwritable_r["failed"] and "cannot write" in unwritable_r["msg"]
+    assert snapshot(tmp_path) == before
+
+
+def test_a_value_where_a_table_must_be(tmp_path):
+    node = Node(tmp_path, main='[crio]\nruntime = "crun"\n')
+    r = run_module(MOD, node.args())
+    assert r["failed"] is True and "crio.runtime must be a table" in r["msg"]
+    assert not node.drop.exists()
+
+
+def test_gpu_operator_file_is_reported(tmp_path):
+    node = Node(tmp_path, dropins={**dir_fixture("pkgs-1.29"), **dir_fixture("gpu-operator")})
+    r = run_module(MOD, node.args())
+    assert r["failed"] is False, r
+    assert any("99-nvidia.conf also defines nvidia" in w for w in r.get("warnings", []))
+    assert node.effective()["runtimes"]["nvidia"]["runtime_path"] == NVIDIA
+
+
+# -- restarts, with stand-ins ------------------------------------------------------------------------
+@pytest.fixture
+def answering_socket(tmp_path):
+    path = str(tmp_path / "crio.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(16)
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                conn.close()
+            except OSError:
+                continue
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield path
+    stop.set()
+    t.join()
+    srv.close()
+
+
+def stand_ins(tmp_path: Path, node: Node) -> dict[str, str]:
+    """PATH with a fake ``crio`` (status config = state/running.toml) and ``systemctl`` (reload/restart
+    "load" the drop-in into running.toml when GPUOPS_FAKE_RELOAD=apply; do nothing when =ignore)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "running.toml").write_text((node.cdir / "10-crio.conf").read_text())
+    scripts = {
+        "crio": f"""#!/bin/sh
+[ "$1" = "--version" ] && {{ echo "crio version 1.31.3"; exit 0; }}
+[ "$1" = "status" ] && [ "$4" = "config" ] && {{ cat {state}/running.toml; exit $?; }}
+exit 2
+""",
+        "systemctl": f"""#!/bin/sh
+echo "$*" >> {state}/systemctl.log
+case "$1" in
+  is-active) echo inactive; exit 3;;
+  reload|restart)
+    if [ "$GPUOPS_FAKE_RELOAD" = apply ]; then
+      if [ -f {node.drop} ]; then cat {node.drop} > {state}/running.toml
+      else cat {node.cdir}/10-crio.conf > {state}/running.toml; fi
+    fi
+    exit 0;;
+esac
+exit 1
+""",
+    }
+    for name, text in scripts.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755 | stat.S_IEXEC)
+    return {"PATH": "%s:%s" % (bin_dir, os.environ["PATH"])}
+
+
+@pytest.mark.parametrize("method", ["reload", "systemd"])
+def test_reload_or_restart_checks_that_the_handler_is_loaded(tmp_path, answering_socket, method):
+    node = Node(tmp_path / "node", dropins=dir_fixture("pkgs-1.29"))
+    env = stand_ins(tmp_path, node)
+    env["GPUOPS_FAKE_RELOAD"] = "apply"
+    r = run_module(MOD, node.args(crio_path="crio", socket=answering_socket, restart=method, restart_timeout=5), env=env)
+    assert r["failed"] is False, r
+    assert r["restarted"] is True and r["restart_method"] == method
+    assert r["source"] == "command" and r["crio_version"] == "1.31.3"
+    assert (tmp_path / "state" / "systemctl.log").read_text().split("\n")[0] == "%s crio" % (
+        "reload" if method == "reload" else "restart")
+
+
+def test_a_reload_that_does_not_take_is_rolled_back(tmp_path, answering_socket):
+    node = Node(tmp_path / "node", dropins=dir_fixture("pkgs-1.29"))
+    before = snapshot(node.root)
+    env = stand_ins(tmp_path, node)
+    env["GPUOPS_FAKE_RELOAD"] = "ignore"
+    r = run_module(MOD, node.args(crio_path="crio", socket=answering_socket, restart="reload", restart_timeout=2),
+                   env=env)
+    assert r["failed"] is True and r["rolled_back"] is True
+    assert "did not come back healthy" in r["msg"] and "runtime_path None for the nvidia handler" in r["msg"]
+    assert "previous files were restored" in r["msg"]
+    assert snapshot(node.root) == before
+    assert (tmp_path / "state" / "systemctl.log").read_text().count("reload crio") == 2
+
+
+def test_auto_without_an_active_unit(tmp_path, answering_socket):
+    node = Node(tmp_path / "node", dropins=dir_fixture("pkgs-1.29"))
+    binary = tmp_path / "nvidia-container-runtime"
+    binary.write_text("")
+    quiet, warned = run_module_steps(MOD, [
+        node.args(restart="auto", drop_in=str(node.cdir / "98-a.toml"), runtime_path=str(binary)),
+        node.args(restart="auto", socket=answering_socket, runtime_path=str(binary)),
+    ])
+    assert quiet["failed"] is False and quiet["restarted"] is False and not quiet.get("warnings")
+    assert warned["failed"] is False and warned["restarted"] is False
+    assert any("answers on %s but the systemd unit crio is not active" % answering_socket in w
+               for w in warned["warnings"])
