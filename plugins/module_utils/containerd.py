@@ -27,15 +27,16 @@ import copy
 import fnmatch
 import glob
 import os
-import re
 import shutil
-import subprocess
 import tempfile
 
-import tomlkit
-
-from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
-    REPLACED, Editor, TomlEditError, TomlText, detect_step, parse,
+from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (  # noqa: F401 (re-exported)
+    VARIANT_SUFFIX, EngineError, FileChange, Plan, deep_merge, default_runner, get_in, handler_binaries,
+    handler_names, is_zero, layout_for, parse_version, prune_zero, read_binary_version, read_text,
+    require_tables, runtime_headers, which,
+)
+from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (  # tomlkit: None when absent
+    REPLACED, Editor, TomlEditError, TomlText, parse, tomlkit,
 )
 
 CRI_PATHS = {
@@ -44,7 +45,6 @@ CRI_PATHS = {
     3: ("plugins", "io.containerd.cri.v1.runtime"),
 }
 CRI_PLUGIN_IDS = ("cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images")
-VARIANT_SUFFIX = {"cdi": ".cdi", "legacy": ".legacy"}
 DROP_IN_HEADER = ("# Managed by Ansible (gpuops.nvidia.nvidia_containerd_runtime): NVIDIA runtime handlers.\n"
                   "# state=absent deletes this file. Local edits are overwritten.\n")
 BUILTIN_RUNC = {"runtime_type": "io.containerd.runc.v2"}
@@ -69,135 +69,17 @@ DEFAULTS = {
 }
 
 
-class EngineError(Exception):
-    """Bad input or a state we refuse to touch; nothing has been written."""
-
-
-def default_runner(argv):
-    """Run a command; (rc, stdout, stderr). Missing binary -> rc 127."""
-    try:
-        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    except OSError as e:
-        return 127, "", str(e)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
-
-
-def which(name, extra_dirs=()):
-    if os.sep in name:
-        return name if os.access(name, os.X_OK) and os.path.isfile(name) else None
-    dirs = list(extra_dirs) + os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin").split(os.pathsep)
-    for d in dirs + ["/usr/local/bin", "/usr/bin", "/usr/sbin", "/sbin", "/bin"]:
-        p = os.path.join(d, name)
-        if os.path.isfile(p) and os.access(p, os.X_OK):
-            return p
-    return None
-
-
-def parse_version(text):
-    """'containerd github.com/containerd/containerd 1.6.20~ds1 ...' -> (1, 6, 20)."""
-    for tok in text.split()[1:]:
-        m = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", tok)
-        if m:
-            return tuple(int(x) for x in m.groups())
-    return None
-
-
-def read_binary_version(path, runner):
-    rc, out, err = runner([path, "--version"])
-    if rc != 0:
-        raise EngineError("%s --version failed (rc=%s): %s" % (path, rc, (err or out).strip()))
-    v = parse_version(out)
-    if v is None:
-        raise EngineError("cannot read a version from %r" % out.strip())
-    return v
-
-
-def read_text(path):
-    """File text, or None when it does not exist. Errors are EngineErrors."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except (IOError, OSError) as e:
-        if not os.path.exists(path):
-            return None
-        raise EngineError("cannot read %s: %s" % (path, e))
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise EngineError("%s is not UTF-8 text: %s" % (path, e))
-
-
-def get_in(data, path, default=None):
-    node = data
-    for p in path:
-        if not isinstance(node, dict) or p not in node:
-            return default
-        node = node[p]
-    return node
-
-
-def deep_merge(dst, src):
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            deep_merge(dst[k], v)
-        else:
-            dst[k] = copy.deepcopy(v)
-    return dst
-
-
-def is_zero(v):
-    """Go's zero value: what an unset key decodes to."""
-    if isinstance(v, bool):
-        return v is False
-    if isinstance(v, (int, float)):
-        return v == 0
-    return v in ("", [], {})
-
-
-def prune_zero(value):
-    """Drop keys holding Go zero values (a dump lists every field; unset keys decode to the same)."""
-    if not isinstance(value, dict):
-        return value
-    out = {}
-    for k, v in value.items():
-        v = prune_zero(v)
-        if not is_zero(v):
-            out[k] = v
-    return out
-
-
-class Plan(object):
-    """What a run would change."""
+class ContainerdPlan(Plan):
+    """Plan plus the containerd facts the module returns."""
 
     def __init__(self):
-        self.files = []          # list of FileChange, in write order
+        super(ContainerdPlan, self).__init__()
         self.config_version = None
         self.containerd_version = None
-        self.source = None
-        self.runtimes = []
-        self.default_runtime = None
-        self.low_level_runtime = None
-        self.warnings = []
         self.legacy_merge = None
-        self.main_path = None
-
-    @property
-    def changed(self):
-        return any(f.changed for f in self.files)
 
     def version_string(self):
         return ".".join(str(x) for x in self.containerd_version) if self.containerd_version else None
-
-
-class FileChange(object):
-    def __init__(self, path, before, after):
-        self.path = path
-        self.before = before      # None: file did not exist
-        self.after = after        # None: delete the file
-
-    @property
-    def changed(self):
-        return self.before != self.after
 
 
 def resolve_version(opts, data, binver, name):
@@ -349,20 +231,6 @@ def effective_from_files(opts, version, main_data, config_path, binver, exclude=
     return eff
 
 
-def handler_names(opts):
-    names = [opts["runtime_name"]]
-    for v in opts["variants"] or []:
-        names.append("%s-%s" % (opts["runtime_name"], v))
-    return names
-
-
-def handler_binaries(opts):
-    out = {opts["runtime_name"]: opts["runtime_path"]}
-    for v in opts["variants"] or []:
-        out["%s-%s" % (opts["runtime_name"], v)] = opts["runtime_path"] + VARIANT_SUFFIX[v]
-    return out
-
-
 class Context(object):
     """Everything the patch of one target file needs to know."""
 
@@ -425,34 +293,6 @@ def handler_table(source, binary, runtime_type):
     return t
 
 
-def _runtime_headers(ed, rt):
-    return [h for h in ed.tt.headers if len(h.path) == len(rt) + 1 and h.path[:len(rt)] == rt]
-
-
-def _layout_for(ed, rt, after_name):
-    """(after, indent, step) for a new runtime table: after ``after_name``'s family, same indentation."""
-    hs = _runtime_headers(ed, rt)
-    anchor = None
-    if after_name is not None:
-        anchor = ed.tt.header(rt + (after_name,))
-    if anchor is None and hs:
-        anchor = hs[-1]
-    if anchor is None:
-        return None, "", "  "
-    return anchor.path, anchor.indent, detect_step(ed.tt, anchor)
-
-
-def require_tables(data, path, name):
-    """Every step of ``path`` that exists must be a table: a value there is an error, not a guess."""
-    node = data
-    for i, p in enumerate(path):
-        if not isinstance(node, dict) or p not in node:
-            return
-        node = node[p]
-        if not isinstance(node, dict):
-            raise EngineError("%s: %s must be a table, but it is set to a value (%r)" % (name, ".".join(path[:i + 1]), node))
-
-
 def patch(ed, ctx):
     """Apply our edits on one target file. Returns (default runtime after, low-level runtime)."""
     opts = ctx.opts
@@ -473,7 +313,7 @@ def patch(ed, ctx):
         raise EngineError("cannot copy runtime options from %s: it is one of ours" % src_name)
 
     # handlers no longer wanted (a variant dropped from the options) that we wrote earlier
-    for h in _runtime_headers(ed, ctx.rt):
+    for h in runtime_headers(ed, ctx.rt):
         name = h.path[-1]
         if name not in ctx.ours and name.startswith(opts["runtime_name"] + "-") and h.marker is not None \
                 and name[len(opts["runtime_name"]) + 1:] in VARIANT_SUFFIX:
@@ -485,7 +325,7 @@ def patch(ed, ctx):
         need_in_file.append(src_name)
 
     if ctx.replaces_builtin and get_in(ed.tt.data, ctx.rt + (src_name,)) is None:
-        after, indent, step = _layout_for(ed, ctx.rt, None)
+        after, indent, step = layout_for(ed, ctx.rt, None)
         ed.add_table(ctx.rt + (src_name,), src_table, after=after, indent=indent, step=step)
         src_in_target = True
     prev = src_name if src_in_target else None
@@ -494,7 +334,7 @@ def patch(ed, ctx):
         path = ctx.rt + (name,)
         cur = get_in(ed.tt.data, path)
         if cur is None:
-            after, indent, step = _layout_for(ed, ctx.rt, prev)
+            after, indent, step = layout_for(ed, ctx.rt, prev)
             ed.add_table(path, want, after=after, indent=indent, step=step)
         elif cur != want:
             if not isinstance(cur, dict):
@@ -523,7 +363,7 @@ def patch(ed, ctx):
     for name in need_in_file:
         if get_in(ed.tt.data, ctx.rt + (name,)) is None:
             table, _ = ctx.source_table(name, ed.tt.data)
-            after, indent, step = _layout_for(ed, ctx.rt, None)
+            after, indent, step = layout_for(ed, ctx.rt, None)
             ed.add_table(ctx.rt + (name,), table, after=after, indent=indent, step=step)
 
     # CDI (not written where the effective config already enables it, e.g. containerd 2.x's default)
@@ -567,12 +407,12 @@ def unpatch(ed, ctx, only_marked=False):
     if cur in ctx.ours and not only_marked:
         ed.delete_key(cpath, "default_runtime_name")
     names = set(ctx.ours)
-    for h in list(_runtime_headers(ed, ctx.rt)):
+    for h in list(runtime_headers(ed, ctx.rt)):
         name = h.path[-1]
         variant = name.startswith(ctx.opts["runtime_name"] + "-") and name[len(ctx.opts["runtime_name"]) + 1:] in VARIANT_SUFFIX
         if (name in names and (h.marker is not None or not only_marked)) or (variant and h.marker is not None):
             ed.remove_table(h.path)
-    for h in list(_runtime_headers(ed, ctx.rt)):
+    for h in list(runtime_headers(ed, ctx.rt)):
         if h.marker == "added":
             ed.remove_table(h.path)
     ed.undo_value(ctx.cri, "cdi_spec_dirs")
@@ -624,7 +464,7 @@ def plan(opts, runner=default_runner, binary_version=None):
         if v not in VARIANT_SUFFIX:
             raise EngineError("variants: unknown variant %r (known: %s)" % (v, ", ".join(sorted(VARIANT_SUFFIX))))
     present = opts["state"] == "present"
-    p = Plan()
+    p = ContainerdPlan()
     p.main_path = opts["config"]
 
     binpath = which(opts["containerd_path"])
@@ -786,7 +626,8 @@ def _render_section(path, section):
     return text.lstrip("\n")
 
 
-__all__ = ["plan", "Plan", "FileChange", "EngineError", "DEFAULTS", "CRI_PATHS", "render_key"]
+__all__ = ["plan", "validate", "ContainerdPlan", "Plan", "FileChange", "EngineError", "DEFAULTS", "CRI_PATHS",
+           "is_zero", "parse_version"]
 
 
 def validate(p, opts, binpath, runner=default_runner):

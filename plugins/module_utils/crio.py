@@ -35,9 +35,9 @@ import shutil
 import stat
 import time
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import (
-    EngineError, FileChange, Plan, VARIANT_SUFFIX, _layout_for, _runtime_headers, default_runner, get_in,
-    handler_binaries, handler_names, prune_zero, read_binary_version, read_text, require_tables, which,
+from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (
+    VARIANT_SUFFIX, EngineError, FileChange, Plan, default_runner, get_in, handler_binaries, handler_names,
+    layout_for, prune_zero, read_binary_version, read_text, require_tables, runtime_headers, which,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
     Editor, TomlEditError, TomlText, detect_step, parse,
@@ -81,7 +81,7 @@ NULLABLE = ("drop_in", "copy_options_from", "runtime_root", "backup_dir")
 
 
 class CrioPlan(Plan):
-    """The containerd engine's Plan plus what the CRI-O module needs after writing."""
+    """Plan plus what the CRI-O module needs after writing."""
 
     def __init__(self):
         super(CrioPlan, self).__init__()
@@ -282,8 +282,8 @@ def _add_handler(ed, name, table, prev):
     """A new handler table: after the previous handler (else the last runtime table), indented like its
     neighbours; in a file without runtime tables, like the keys of [crio.runtime] (CRI-O's own files
     use no indentation at all)."""
-    if _runtime_headers(ed, RT):
-        after, indent, step = _layout_for(ed, RT, prev)
+    if runtime_headers(ed, RT):
+        after, indent, step = layout_for(ed, RT, prev)
     else:
         after = None
         h = ed.tt.header(RUNTIME)
@@ -297,7 +297,7 @@ def patch(ed, opts, tables):
     ours = handler_names(opts)
     data = ed.tt.data
     check_shape(data, ed.name)
-    for h in list(_runtime_headers(ed, RT)):        # variants no longer wanted that we wrote earlier
+    for h in list(runtime_headers(ed, RT)):        # variants no longer wanted that we wrote earlier
         name = h.path[-1]
         if name not in ours and _is_variant(name, opts) and h.marker is not None:
             ed.remove_table(h.path)
@@ -324,11 +324,11 @@ def unpatch(ed, opts, only_marked=False):
     ed.undo_value(RUNTIME, "default_runtime")
     if not only_marked and get_in(ed.tt.data, RUNTIME + ("default_runtime",)) in ours:
         ed.delete_key(RUNTIME, "default_runtime")
-    for h in list(_runtime_headers(ed, RT)):
+    for h in list(runtime_headers(ed, RT)):
         name = h.path[-1]
         if (name in ours and (h.marker is not None or not only_marked)) or (_is_variant(name, opts) and h.marker is not None):
             ed.remove_table(h.path)
-    for h in list(_runtime_headers(ed, RT)):
+    for h in list(runtime_headers(ed, RT)):
         if h.marker == "added":
             ed.remove_table(h.path)
     return ed.text

@@ -161,3 +161,22 @@ class Restarter(object):
             return ""
         rc, out, _err = self.run(["journalctl", "-u", self.service, "-n", str(lines), "--no-pager", "-o", "cat"])
         return out.strip() if rc == 0 else ""
+
+
+def rollback(error, restarter, method, restore, paths, why=None):
+    """After a failed restart: put the files back (``restore()`` returns a list of errors), restart
+    again, and return the message the module fails with (reason, restored files, journal lines)."""
+    errors = list(restore() or [])
+    recovered = True
+    try:
+        restarter.restart(method, wait_if_down=True)
+    except RestartError as e2:
+        recovered = False
+        errors.append("%s after rollback: %s" % (method, e2))
+    msg = "%s%s; the previous files were restored (%s)%s" % (
+        error, " (%s)" % why if why else "", ", ".join(paths),
+        "" if recovered else " but the runtime is still not healthy: " + "; ".join(errors))
+    logs = restarter.journal()
+    if logs:
+        msg += ". Last log lines:\n" + logs
+    return msg

@@ -332,10 +332,7 @@ def main():
         changed=plan.changed,
     )
     if module._diff:
-        result["diff"] = [dict(before=f.before or "", after=f.after or "",
-                               before_header="%s (%s)" % (f.path, "absent" if f.before is None else "before"),
-                               after_header="%s (%s)" % (f.path, "deleted" if f.after is None else "after"))
-                          for f in plan.files if f.changed]
+        result["diff"] = plan.diff()
 
     if plan.changed and params["validate"]:
         if binpath:
@@ -393,19 +390,8 @@ def main():
     try:
         restarter.restart(method)
     except service.RestartError as e:
-        errors = fileops.restore(previous, module=module)
-        recovered = True
-        try:
-            restarter.restart(method, wait_if_down=True)
-        except service.RestartError as e2:
-            recovered = False
-            errors.append("restart after rollback: %s" % e2)
-        msg = "%s; the previous files were restored (%s)%s" % (
-            e, ", ".join(p for p, _b in previous),
-            "" if recovered else " but the runtime is still not healthy: " + "; ".join(errors))
-        logs = restarter.journal()
-        if logs:
-            msg += ". Last log lines:\n" + logs
+        msg = service.rollback(e, restarter, method, lambda: fileops.restore(previous, module=module),
+                               [p for p, _b in previous])
         result.update(changed=True, restarted=True, restart_method=method, rolled_back=True)
         module.fail_json(msg=msg, **result)
     result.update(restarted=True, restart_method=method)

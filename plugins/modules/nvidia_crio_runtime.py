@@ -321,10 +321,7 @@ def main():
     if plan.low_level_runtime is not None:
         result["low_level_runtime"] = plan.low_level_runtime
     if module._diff:
-        result["diff"] = [dict(before=f.before or "", after=f.after or "",
-                               before_header="%s (%s)" % (f.path, "absent" if f.before is None else "before"),
-                               after_header="%s (%s)" % (f.path, "deleted" if f.after is None else "after"))
-                          for f in plan.files if f.changed]
+        result["diff"] = plan.diff()
     for w in plan.warnings:
         module.warn(w)
     if not plan.changed or module.check_mode:
@@ -401,21 +398,10 @@ def main():
         else:
             restarter.restart(method)
     except service.RestartError as e:
-        why = state["why"]
-        errors = fileops.restore(previous, module=module)
-        state["expect"] = False
-        recovered = True
-        try:
-            restarter.restart(method)
-        except service.RestartError as e2:
-            recovered = False
-            errors.append("%s after rollback: %s" % (method, e2))
-        msg = "%s%s; the previous files were restored (%s)%s" % (
-            e, " (%s)" % why if why else "", ", ".join(p for p, _b in previous),
-            "" if recovered else " but the runtime is still not healthy: " + "; ".join(errors))
-        logs = restarter.journal()
-        if logs:
-            msg += ". Last log lines:\n" + logs
+        def restore():
+            state["expect"] = False            # after the rollback, only the runtime's health counts
+            return fileops.restore(previous, module=module)
+        msg = service.rollback(e, restarter, method, restore, [p for p, _b in previous], why=state["why"])
         result.update(changed=True, restarted=True, restart_method=method, rolled_back=True)
         module.fail_json(msg=msg, **result)
     result.update(restarted=True, restart_method=method)

@@ -1,0 +1,195 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpuops.nvidia contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pieces shared by the runtime engines (containerd.py, crio.py): plain Python, no Ansible.
+
+Errors, running and finding binaries, reading files, nested-dict helpers, the Plan/FileChange pair the
+modules write from, handler naming, and where a new runtime table goes in a file.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import os
+import re
+import subprocess
+
+from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import detect_step
+
+VARIANT_SUFFIX = {"cdi": ".cdi", "legacy": ".legacy"}
+
+
+class EngineError(Exception):
+    """Bad input or a state we refuse to touch; nothing has been written."""
+
+
+def default_runner(argv):
+    """Run a command; (rc, stdout, stderr). Missing binary -> rc 127."""
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    except OSError as e:
+        return 127, "", str(e)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def which(name, extra_dirs=()):
+    if os.sep in name:
+        return name if os.access(name, os.X_OK) and os.path.isfile(name) else None
+    dirs = list(extra_dirs) + os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin").split(os.pathsep)
+    for d in dirs + ["/usr/local/bin", "/usr/bin", "/usr/sbin", "/sbin", "/bin"]:
+        p = os.path.join(d, name)
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def parse_version(text):
+    """'containerd github.com/containerd/containerd 1.6.20~ds1 ...' -> (1, 6, 20)."""
+    for tok in text.split()[1:]:
+        m = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", tok)
+        if m:
+            return tuple(int(x) for x in m.groups())
+    return None
+
+
+def read_binary_version(path, runner):
+    rc, out, err = runner([path, "--version"])
+    if rc != 0:
+        raise EngineError("%s --version failed (rc=%s): %s" % (path, rc, (err or out).strip()))
+    v = parse_version(out)
+    if v is None:
+        raise EngineError("cannot read a version from %r" % out.strip())
+    return v
+
+
+def read_text(path):
+    """File text, or None when it does not exist. Errors are EngineErrors."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except (IOError, OSError) as e:
+        if not os.path.exists(path):
+            return None
+        raise EngineError("cannot read %s: %s" % (path, e))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EngineError("%s is not UTF-8 text: %s" % (path, e))
+
+
+def get_in(data, path, default=None):
+    node = data
+    for p in path:
+        if not isinstance(node, dict) or p not in node:
+            return default
+        node = node[p]
+    return node
+
+
+def deep_merge(dst, src):
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            deep_merge(dst[k], v)
+        else:
+            dst[k] = copy.deepcopy(v)
+    return dst
+
+
+def is_zero(v):
+    """Go's zero value: what an unset key decodes to."""
+    if isinstance(v, bool):
+        return v is False
+    if isinstance(v, (int, float)):
+        return v == 0
+    return v in ("", [], {})
+
+
+def prune_zero(value):
+    """Drop keys holding Go zero values (a dump lists every field; unset keys decode to the same)."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for k, v in value.items():
+        v = prune_zero(v)
+        if not is_zero(v):
+            out[k] = v
+    return out
+
+
+class Plan(object):
+    """What a run would change; each engine subclasses it with what its module needs."""
+
+    def __init__(self):
+        self.files = []          # list of FileChange, in write order
+        self.source = None       # which config source was read
+        self.runtimes = []
+        self.default_runtime = None
+        self.low_level_runtime = None
+        self.warnings = []
+        self.main_path = None
+
+    @property
+    def changed(self):
+        return any(f.changed for f in self.files)
+
+    def diff(self):
+        """A before/after pair per changed file, with the file as header (Ansible's list-of-diffs form)."""
+        return [dict(before=f.before or "", after=f.after or "",
+                     before_header="%s (%s)" % (f.path, "absent" if f.before is None else "before"),
+                     after_header="%s (%s)" % (f.path, "deleted" if f.after is None else "after"))
+                for f in self.files if f.changed]
+
+
+class FileChange(object):
+    def __init__(self, path, before, after):
+        self.path = path
+        self.before = before      # None: file did not exist
+        self.after = after        # None: delete the file
+
+    @property
+    def changed(self):
+        return self.before != self.after
+
+
+def handler_names(opts):
+    names = [opts["runtime_name"]]
+    for v in opts["variants"] or []:
+        names.append("%s-%s" % (opts["runtime_name"], v))
+    return names
+
+
+def handler_binaries(opts):
+    out = {opts["runtime_name"]: opts["runtime_path"]}
+    for v in opts["variants"] or []:
+        out["%s-%s" % (opts["runtime_name"], v)] = opts["runtime_path"] + VARIANT_SUFFIX[v]
+    return out
+
+
+def runtime_headers(ed, rt):
+    return [h for h in ed.tt.headers if len(h.path) == len(rt) + 1 and h.path[:len(rt)] == rt]
+
+
+def layout_for(ed, rt, after_name):
+    """(after, indent, step) for a new runtime table: after ``after_name``'s family, same indentation."""
+    hs = runtime_headers(ed, rt)
+    anchor = None
+    if after_name is not None:
+        anchor = ed.tt.header(rt + (after_name,))
+    if anchor is None and hs:
+        anchor = hs[-1]
+    if anchor is None:
+        return None, "", "  "
+    return anchor.path, anchor.indent, detect_step(ed.tt, anchor)
+
+
+def require_tables(data, path, name):
+    """Every step of ``path`` that exists must be a table: a value there is an error, not a guess."""
+    node = data
+    for i, p in enumerate(path):
+        if not isinstance(node, dict) or p not in node:
+            return
+        node = node[p]
+        if not isinstance(node, dict):
+            raise EngineError("%s: %s must be a table, but it is set to a value (%r)" % (name, ".".join(path[:i + 1]), node))
