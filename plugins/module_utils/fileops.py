@@ -59,14 +59,35 @@ def backup_file(path, module=None):
     return dest
 
 
-def write_atomic(path, text, module=None, mode=0o644):
-    """Replace ``path`` (or its symlink target) with ``text`` atomically; create folders as needed."""
+def _temp_folder(folder, outside):
+    """Where the temp file goes: beside the target, unless that folder is (inside) ``outside`` (a folder
+    whose every file a runtime loads, like crio.conf.d): then the folder above it, on the same device."""
+    if not outside:
+        return folder
+    outside = os.path.realpath(outside)
+    if folder != outside and not folder.startswith(outside + os.sep):
+        return folder
+    above = os.path.dirname(outside)
+    try:
+        if os.stat(above).st_dev == os.stat(folder).st_dev:
+            return above
+    except OSError:
+        pass
+    return folder
+
+
+def write_atomic(path, text, module=None, mode=0o644, outside=None):
+    """Replace ``path`` (or its symlink target) with ``text`` atomically; create folders as needed.
+
+    ``outside``: a folder where no temp file may appear even for a moment (see _temp_folder).
+    """
     real = os.path.realpath(path)
     folder = os.path.dirname(real) or "."
     try:
         if not os.path.isdir(folder):
             os.makedirs(folder, 0o755)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(real), suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=_temp_folder(folder, outside), prefix=".%s." % os.path.basename(real),
+                                   suffix=".tmp")
     except (IOError, OSError) as e:
         raise FileOpError("cannot write %s: %s" % (path, e))
     try:
@@ -124,8 +145,10 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
-def apply_changes(changes, module=None, backup=False):
+def apply_changes(changes, module=None, backup=False, outside=None):
     """Write a list of (path, before, after) as one unit. ``after`` None deletes the file.
+
+    ``outside``: no temp file inside this folder (write_atomic).
 
     Every file is checked for concurrent change before the first write. Returns (written paths,
     backup paths). On a failure, the files already written get their previous bytes back.
@@ -152,7 +175,7 @@ def apply_changes(changes, module=None, backup=False):
             if after is None:
                 remove_file(path)
             else:
-                write_atomic(path, after, module)
+                write_atomic(path, after, module, outside=outside)
             done.append((path, before))
     except Exception as e:
         restore(done, module)
@@ -162,7 +185,7 @@ def apply_changes(changes, module=None, backup=False):
     return [p for p, _b in done], backups
 
 
-def restore(written, module=None):
+def restore(written, module=None, outside=None):
     """Put back the previous bytes (None: the file did not exist) of files written by apply_changes."""
     errors = []
     for path, before in reversed(written):
@@ -170,7 +193,7 @@ def restore(written, module=None):
             if before is None:
                 remove_file(path)
             else:
-                write_atomic(path, before, module)
+                write_atomic(path, before, module, outside=outside)
         except FileOpError as e:
             errors.append(str(e))
     return errors

@@ -333,7 +333,8 @@ def main():
             fileops.check_unchanged(path, before)
         if params["backup"]:
             result["backup_files"] = engine.write_backups([c[0] for c in changes if c[1] is not None], plan.backup_dir)
-        fileops.apply_changes(changes, module=module, backup=False)
+        # CRI-O loads every file in config_dir, hidden temp files too: write them outside it
+        fileops.apply_changes(changes, module=module, backup=False, outside=params["config_dir"])
     except (fileops.FileOpError, IOError, OSError) as e:
         module.fail_json(msg=to_native(e), **result)
     previous = [(path, before) for path, before, _after in changes]
@@ -400,7 +401,7 @@ def main():
     except service.RestartError as e:
         def restore():
             state["expect"] = False            # after the rollback, only the runtime's health counts
-            return fileops.restore(previous, module=module)
+            return fileops.restore(previous, module=module, outside=params["config_dir"])
         msg = service.rollback(e, restarter, method, restore, [p for p, _b in previous], why=state["why"])
         result.update(changed=True, restarted=True, restart_method=method, rolled_back=True)
         module.fail_json(msg=msg, **result)

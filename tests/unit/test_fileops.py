@@ -113,3 +113,23 @@ def test_creates_missing_folders(tmp_path):
     fileops.apply_changes([(str(f), None, "version = 2\n")])
     assert f.read_text() == "version = 2\n"
     assert stat.S_IMODE(os.stat(f).st_mode) == 0o644
+
+
+def test_no_temp_file_ever_appears_in_a_folder_a_runtime_loads(tmp_path, monkeypatch):
+    """CRI-O loads every file in crio.conf.d, hidden ones too: the temp file is made one folder up."""
+    confd = tmp_path / "crio.conf.d"
+    confd.mkdir()
+    seen = []
+    real_mkstemp = fileops.tempfile.mkstemp
+
+    def spy(*a, **kw):
+        fd, path = real_mkstemp(*a, **kw)
+        seen.append(os.path.dirname(path))
+        return fd, path
+
+    monkeypatch.setattr(fileops.tempfile, "mkstemp", spy)
+    fileops.apply_changes([(str(confd / "99-nvidia.toml"), None, "x = 1\n")], outside=str(confd))
+    assert seen == [str(tmp_path)]
+    assert os.listdir(confd) == ["99-nvidia.toml"] and (confd / "99-nvidia.toml").read_text() == "x = 1\n"
+    fileops.apply_changes([(str(tmp_path / "crio.conf"), None, "y = 1\n")], outside=str(confd))
+    assert seen[-1] == str(tmp_path)   # files outside the folder keep their temp file beside them
