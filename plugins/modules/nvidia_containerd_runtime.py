@@ -30,26 +30,10 @@ description:
     the runtime is restarted only when a file changed, and the files are rolled back when it does not
     come back healthy.
 author:
-  - gpuops.nvidia contributors
-requirements:
-  - tomlkit >= 0.12 on the managed node
-extends_documentation_fragment: []
-attributes:
-  check_mode:
-    support: full
-    description: Computes every change and the real diff; writes nothing and restarts nothing.
-  diff_mode:
-    support: full
-    description: Returns a before/after pair per file.
-  platform:
-    support: full
-    platforms: posix
+  - gpuops.nvidia developers (@gpuops)
+extends_documentation_fragment:
+  - gpuops.nvidia.runtime
 options:
-  state:
-    description: V(absent) removes exactly what V(present) adds and restores values it replaced.
-    type: str
-    choices: [present, absent]
-    default: present
   config:
     description: containerd's main config file. It may not exist yet.
     type: path
@@ -84,10 +68,6 @@ options:
     type: str
     choices: [auto, "1", "2", "3"]
     default: auto
-  runtime_name:
-    description: Handler name.
-    type: str
-    default: nvidia
   runtime_path:
     description: The NVIDIA runtime binary; becomes C(options.BinaryName).
     type: path

@@ -37,26 +37,10 @@ description:
   - The runtime is reloaded or restarted only when a file changed, and the files are rolled back when it
     does not come back healthy.
 author:
-  - gpuops.nvidia contributors
-requirements:
-  - tomlkit >= 0.12 on the managed node
-extends_documentation_fragment: []
-attributes:
-  check_mode:
-    support: full
-    description: Computes every change and the real diff; writes nothing and restarts nothing.
-  diff_mode:
-    support: full
-    description: Returns a before/after pair per file.
-  platform:
-    support: full
-    platforms: posix
+  - gpuops.nvidia developers (@gpuops)
+extends_documentation_fragment:
+  - gpuops.nvidia.runtime
 options:
-  state:
-    description: V(absent) removes exactly what V(present) adds and restores values it replaced.
-    type: str
-    choices: [present, absent]
-    default: present
   config:
     description: CRI-O's main config file (C(crio --config)). It may not exist (the CRI-O packages of pkgs.k8s.io ship none).
     type: path
@@ -90,10 +74,6 @@ options:
     description: crio binary, for the version, C(crio status) and the health check.
     type: str
     default: crio
-  runtime_name:
-    description: Handler name.
-    type: str
-    default: nvidia
   runtime_path:
     description: The NVIDIA runtime binary; becomes C(runtime_path).
     type: path

@@ -35,7 +35,7 @@ description:
     counts when C(nvidia-container-runtime) (or C(.cdi), C(-experimental)) is in a folder k3s searches
     (C(/usr/local/nvidia/toolkit) and the systemd C(PATH)), because they add those handlers themselves at start.
 author:
-  - gpuops.nvidia contributors
+  - gpuops.nvidia developers (@gpuops)
 requirements:
   - tomlkit >= 0.12 on the managed node for the TOML configs; without it those fields are null and a warning is given.
 extends_documentation_fragment:

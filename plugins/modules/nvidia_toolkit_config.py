@@ -28,7 +28,7 @@ description:
   - Writes are atomic (temporary file and rename), refused when the file changed since it was read, and
     idempotent (a second run with the same options changes zero bytes).
 author:
-  - gpuops.nvidia contributors
+  - gpuops.nvidia developers (@gpuops)
 requirements:
   - tomlkit >= 0.12 on the managed node
 extends_documentation_fragment: []
@@ -42,6 +42,7 @@ attributes:
   platform:
     support: full
     platforms: posix
+    description: Any POSIX node with the toolkit config file.
 options:
   path:
     description: The toolkit's config file. It may not exist yet.

@@ -1,0 +1,37 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpuops.nvidia contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    """What the runtime modules (nvidia_containerd_runtime, nvidia_crio_runtime) share."""
+
+    DOCUMENTATION = r"""
+requirements:
+  - tomlkit >= 0.12 on the managed node
+attributes:
+  check_mode:
+    support: full
+    description: Computes every change and the real diff; writes nothing and restarts nothing.
+  diff_mode:
+    support: full
+    description: Returns a before/after pair per file.
+  platform:
+    support: full
+    platforms: posix
+    description: Linux nodes with systemd or another supervisor for the runtime.
+options:
+  state:
+    description: V(absent) removes exactly what V(present) adds and restores values it replaced.
+    type: str
+    choices: [present, absent]
+    default: present
+  runtime_name:
+    description: Handler name.
+    type: str
+    default: nvidia
+"""
