@@ -4,7 +4,8 @@
 #   make test   venv + pinned deps, real containerd builds, unit + integration tests, ansible-lint
 #   make demo   venv + deps, then ansible-playbook playbooks/demo.yml with this collection
 #
-# Also: make unit | integration | lint | venv | deps | collection | fetch | clean | distclean
+# Also: make unit | integration | lint | sanity | venv | deps | collection | fetch | clean | distclean
+#   make sanity  ansible-test sanity on a copy of the checkout (SANITY_ARGS='--test pylint')
 # Knobs: PYTHON=python3.12  PYTEST_ARGS='-k foo -x'  DEMO_ARGS='-v'  GPUOPS_CACHE=/path
 
 SHELL := /bin/bash
@@ -33,7 +34,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(BUILD)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help test unit integration lint demo venv deps collection fetch clean distclean
+.PHONY: help test unit integration lint sanity demo venv deps collection fetch clean distclean
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -99,11 +100,19 @@ endef
 
 test: deps collection fetch
 	@lint_rc=0; $(MAKE) lint-only || lint_rc=$$?
+	sanity_rc=0; $(MAKE) sanity || sanity_rc=$$?
 	echo "== pytest tests/ (unit + integration)"
 	$(call run_pytest,tests)
 	if [ $$lint_rc -ne 0 ]; then echo "error: ansible-lint failed (exit $$lint_rc), see above" >&2; fi
+	if [ $$sanity_rc -ne 0 ]; then echo "error: ansible-test sanity failed (exit $$sanity_rc), see above" >&2; fi
 	if [ $$rc -ne 0 ]; then echo "error: pytest failed (exit $$rc)" >&2; exit $$rc; fi
-	exit $$lint_rc
+	if [ $$lint_rc -ne 0 ]; then exit $$lint_rc; fi
+	exit $$sanity_rc
+
+# ansible-test sanity (validate-modules, pylint, pep8, shellcheck, import/compile on every Python here)
+sanity: deps
+	@echo "== ansible-test sanity"
+	SANITY_TRACKED_ONLY=$${SANITY_TRACKED_ONLY:-$${CI:+1}} scripts/sanity.sh $(SANITY_ARGS)
 
 unit: deps collection
 	@$(call run_pytest,tests/unit)

@@ -47,7 +47,8 @@ apt-get "${aptopts[@]}" -qq update >&2
 ver=$(apt-cache "${aptopts[@]}" madison busybox-static | awk -F'|' -v s=" $suite/main" 'index($3, s) {gsub(/ /,"",$2); print $2}' | sort -V | tail -1)
 [ -n "$ver" ] || { echo "fetch-busybox: busybox-static not found in $suite" >&2; exit 1; }
 ( cd "$work/debs" && apt-get "${aptopts[@]}" -qq download "busybox-static=$ver" >&2 )
-deb=$(ls "$work/debs/busybox-static_${ver//:/%3a}_"*.deb | head -1)
+deb=$(find "$work/debs" -maxdepth 1 -name "busybox-static_${ver//:/%3a}_*.deb" | sort | head -n 1)
+[ -n "$deb" ] || { echo "fetch-busybox: apt-get download busybox-static=$ver left no .deb" >&2; exit 1; }
 
 rm -rf "$dest.tmp"; mkdir -p "$dest.tmp/unpacked"
 dpkg -x "$deb" "$dest.tmp/unpacked"

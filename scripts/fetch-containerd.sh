@@ -11,7 +11,7 @@
 set -euo pipefail
 
 cache="${GPUOPS_CACHE:-$HOME/.cache/gpuops-nvidia}"
-suites=(${GPUOPS_CONTAINERD_SUITES:-bookworm trixie sid})
+read -r -a suites <<<"${GPUOPS_CONTAINERD_SUITES:-bookworm trixie sid}"
 mkdir -p "$cache"
 
 have_all() {
@@ -59,7 +59,8 @@ fetch() { # pkg suite dest
   local ver; ver=$(version_in "$1" "$2") || true
   [ -n "$ver" ] || { echo "fetch-containerd: $1 not found in $2" >&2; return 1; }
   ( cd "$work/debs" && apt-get "${aptopts[@]}" -qq download "$1=$ver" >&2 )
-  local deb; deb=$(ls "$work/debs/${1}_${ver//:/%3a}_"*.deb | head -1)
+  local deb; deb=$(find "$work/debs" -maxdepth 1 -name "${1}_${ver//:/%3a}_*.deb" | sort | head -n 1)
+  [ -n "$deb" ] || { echo "fetch-containerd: apt-get download $1=$ver left no .deb" >&2; return 1; }
   rm -rf "$3.tmp"; mkdir -p "$3.tmp"; dpkg -x "$deb" "$3.tmp"
   echo "$ver" >"$3.tmp/VERSION"
   rm -rf "$3"; mv "$3.tmp" "$3"

@@ -156,8 +156,9 @@ def _error_from_output(stdout: str, stderr: str) -> str:
 
 def _run(cmd: list[str], env: dict[str, str], timeout: float, cwd: Path) -> tuple[int, str, str]:
     try:
-        p = subprocess.run(
+        p = subprocess.run(  # the caller checks returncode
             cmd,
+            check=False,
             cwd=str(cwd),
             env=env,
             stdin=subprocess.DEVNULL,

@@ -51,15 +51,16 @@ def parse(text, name="<string>"):
     """Parse TOML with tomlkit; a syntax error names the file and line."""
     try:
         return tomlkit.parse(text)
-    except _TomlParseError as e:
-        line = getattr(e, "line", None)
-        col = getattr(e, "col", None)
-        where = "%s:%s" % (name, line) if line else name
-        if col:
-            where += ":%s" % col
+    except Exception as e:  # ParseError; tomlkit raises other errors too for some invalid documents
+        where = name
+        if isinstance(e, _TomlParseError):
+            line = getattr(e, "line", None)
+            col = getattr(e, "col", None)
+            if line:
+                where = "%s:%s" % (name, line)
+            if col:
+                where += ":%s" % col
         raise TomlEditError("malformed TOML in %s: %s" % (where, e))
-    except Exception as e:  # tomlkit raises other errors for some invalid documents
-        raise TomlEditError("malformed TOML in %s: %s" % (name, e))
 
 
 def unwrap(value):

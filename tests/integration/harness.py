@@ -137,7 +137,7 @@ def _run_fetch(script: Path, env_extra: Optional[Dict[str, str]] = None) -> Path
         raise BuildsUnavailable("%s is missing" % script)
     env = dict(os.environ, **(env_extra or {}))
     try:
-        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=900)
+        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=900, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise BuildsUnavailable("%s: %s" % (script.name, e)) from e
     if proc.returncode != 0:
@@ -244,7 +244,7 @@ def config_dump(build: Build, config_path, timeout: float = 60) -> Tuple[int, st
     this version reads it; 1.x rewrites ``imports`` to the files actually loaded, 2.x migrates to
     version 3 and fills in every default.  (2.1 returns 0 for a *missing* file; 1.x returns 1.)"""
     p = subprocess.run([build.containerd, "--config", str(config_path), "config", "dump"],
-                       capture_output=True, text=True, timeout=timeout,
+                       capture_output=True, text=True, timeout=timeout, check=False,
                        env=dict(os.environ, PATH=build.bindir + ":" + SYSTEM_PATH))
     return p.returncode, p.stdout, p.stderr
 
@@ -413,8 +413,8 @@ class Daemon:
         return self.pid is not None
 
     def environ(self) -> Dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "CONTAINERD_ADDRESS",
-                                                                 "CONTAINERD_NAMESPACE")}
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("NOTIFY_SOCKET", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE")}
         env["PATH"] = ":".join(self.extra_path + [self.build.bindir, SYSTEM_PATH])
         env.update(self.env_extra)
         return env
@@ -629,7 +629,7 @@ class Daemon:
                 "--namespace", namespace or self.namespace, *args]
         try:
             p = subprocess.run(self._wrap(argv), capture_output=True, text=True, timeout=timeout,
-                               env=self.environ(), stdin=subprocess.DEVNULL)
+                               env=self.environ(), stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired as e:
             raise HarnessError("ctr %s timed out after %ss" % (" ".join(args), timeout)) from e
         if check and p.returncode != 0:

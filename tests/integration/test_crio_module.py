@@ -155,7 +155,7 @@ def answering_socket(tmp_path):
         srv.settimeout(0.2)
         while not stop.is_set():
             try:
-                conn, _ = srv.accept()
+                conn, dummy = srv.accept()
                 conn.close()
             except OSError:
                 continue

@@ -102,7 +102,7 @@ def test_module_on_this_host():
 
 def _python_without_tomlkit():
     for py in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if os.access(py, os.X_OK) and subprocess.run([py, "-c", "import tomlkit"], capture_output=True).returncode:
+        if os.access(py, os.X_OK) and subprocess.run([py, "-c", "import tomlkit"], capture_output=True, check=False).returncode:
             return py
     return None
 
@@ -195,7 +195,7 @@ def test_real_containerd_in_the_k0s_layout(build, tree):
     faketree.k0s_installed(tree)
     os.unlink(tree.p("/var/lib/k0s/bin/containerd"))
     _place(build, tree, "/var/lib/k0s/bin/containerd")
-    f, _ = facts.gather(str(tree.root), run_binaries=True)
+    f, dummy = facts.gather(str(tree.root), run_binaries=True)
     e = f["engines"]["k0s"]
     assert (e["version"], e["version_source"]) == (build.version, "binary")
     assert e["distribution_version"] == "v1.30.1+k0s.0"  # the fake k0s prints it

@@ -376,7 +376,7 @@ def configs(draw):
     if draw(st.booleans()):
         out.append("# %s\n" % draw(st.text(alphabet="abc xyz", max_size=20)))
     out.append("version = 2%s\n" % draw(st.sampled_from(["", "  # v2", " "])))
-    for _ in range(draw(st.integers(0, 2))):
+    for dummy in range(draw(st.integers(0, 2))):
         out.append("%s = %s\n" % (draw(_names.filter(lambda n: n not in ("version", "imports", "disabled_plugins"))),
                                   tomlkit.item(draw(_scalars)).as_string()))
     cri = '[plugins."io.containerd.grpc.v1.cri"'
@@ -399,7 +399,7 @@ def configs(draw):
         if draw(st.booleans()):
             out.append("%s.containerd.runtimes.%s.options]\n" % (cri, rt))
             out.append("%sSystemdCgroup = %s\n" % (ind, "true" if draw(st.booleans()) else "false"))
-    for _ in range(draw(st.integers(0, 2))):
+    for dummy in range(draw(st.integers(0, 2))):
         out.append("\n[%s]\n%s%s = %s\n" % (draw(_names), ind, draw(_names), tomlkit.item(draw(_scalars)).as_string()))
     text = "".join(out)
     return text

@@ -12,7 +12,7 @@ def test_write_keeps_mode_and_owner(tmp_path):
     f.write_text("a = 1\n")
     os.chmod(f, 0o640)
     os.chown(f, 1234, 4321)
-    written, _ = fileops.apply_changes([(str(f), "a = 1\n", "a = 2\n")])
+    written, dummy = fileops.apply_changes([(str(f), "a = 1\n", "a = 2\n")])
     assert written == [str(f)]
     st = os.stat(f)
     assert f.read_text() == "a = 2\n"
@@ -57,7 +57,7 @@ def unwritable_dir(tmp_path):
     d.mkdir()
     (d / "c.toml").write_text("x = 1\n")
     if os.geteuid() == 0:
-        if subprocess.run(["chattr", "+i", str(d)], capture_output=True).returncode != 0:
+        if subprocess.run(["chattr", "+i", str(d)], capture_output=True, check=False).returncode != 0:
             pytest.skip("chattr +i is not supported on this filesystem")
         yield d
         subprocess.run(["chattr", "-i", str(d)], check=True)
@@ -93,7 +93,7 @@ def test_unwritable_path_as_root_fails_cleanly(tmp_path):
 def test_delete_and_restore(tmp_path):
     f = tmp_path / "drop.toml"
     f.write_text("x = 1\n")
-    written, _ = fileops.apply_changes([(str(f), "x = 1\n", None)])
+    written, dummy = fileops.apply_changes([(str(f), "x = 1\n", None)])
     assert not f.exists()
     assert fileops.restore([(written[0], "x = 1\n")]) == []
     assert f.read_text() == "x = 1\n"
@@ -102,7 +102,7 @@ def test_delete_and_restore(tmp_path):
 def test_backup_is_written_beside_the_file(tmp_path):
     f = tmp_path / "config.toml"
     f.write_text("x = 1\n")
-    _, backups = fileops.apply_changes([(str(f), "x = 1\n", "x = 2\n")], backup=True)
+    dummy, backups = fileops.apply_changes([(str(f), "x = 1\n", "x = 2\n")], backup=True)
     assert len(backups) == 1 and os.path.dirname(backups[0]) == str(tmp_path)
     assert open(backups[0]).read() == "x = 1\n"
     assert f.read_text() == "x = 2\n"

@@ -56,7 +56,7 @@ def test_gpus_only_nvidia_display_and_3d(tree):
     tree.gpu("0000:01:00.1", 0x228b, 0x040300, driver="snd_hda_intel")   # the GPU's audio function
     tree.pci("0000:00:02.0", 0x8086, 0x4680, 0x030000, driver="i915")    # an Intel iGPU
     tree.pci("0000:02:00.0", 0x10df, 0x2204, 0x010400)                   # vendor 10df, same device id
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     assert f["gpu_count"] == 2
     a, b = f["gpus"]
     assert a == {"pci_address": "0000:01:00.0", "vendor_id": "0x10de", "device_id": "0x2204", "class": "0x030000",
@@ -68,7 +68,7 @@ def test_gpus_only_nvidia_display_and_3d(tree):
 
 def test_gpu_name_unknown_without_pci_ids(tree):
     tree.gpu(device=0x9999)
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     assert f["gpus"][0]["name"] is None and f["gpus"][0]["device_id"] == "0x9999"
 
 
@@ -83,7 +83,7 @@ def test_lspci_name_only_when_programs_may_run(tree):
             return 0, '01:00.0 "VGA compatible controller" "NVIDIA Corporation" "GA102 [GeForce RTX 3090 Ti]" ' \
                       '-ra1 "NVIDIA Corporation" "Device 1454"\n', ""
         return 1, "", "no"
-    f, _ = gather(tree, runner=runner, run_binaries=True)
+    f, dummy = gather(tree, runner=runner, run_binaries=True)
     assert f["gpus"][0]["name"] == "GA102 [GeForce RTX 3090 Ti]"
     assert calls and calls[0][0] == str(tree.p("/usr/bin/lspci"))
 
@@ -91,8 +91,8 @@ def test_lspci_name_only_when_programs_may_run(tree):
 def test_lspci_device_placeholder_is_no_name(tree):
     tree.gpu()
     tree.exe("/usr/bin/lspci")
-    f, _ = gather(tree, run_binaries=True,
-                  runner=lambda argv: (0, '01:00.0 "3D controller" "NVIDIA Corporation" "Device 2204"\n', ""))
+    f, dummy = gather(tree, run_binaries=True,
+                      runner=lambda argv: (0, '01:00.0 "3D controller" "NVIDIA Corporation" "Device 2204"\n', ""))
     assert f["gpus"][0]["name"] is None
 
 
@@ -133,7 +133,7 @@ def test_nouveau_loaded_is_reboot_pending(tree):
     tree.gpu(driver="nouveau")
     tree.dir("/sys/module/nouveau")
     tree.nvidia_installed()
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     d = f["driver"]
     assert d["nouveau_loaded"] is True and d["loaded"] is False
     assert d["reboot_pending"] is True and "nouveau" in d["reboot_reason"]
@@ -211,7 +211,7 @@ def test_toolkit_version_from_binary_when_programs_may_run(tree):
     out = {"nvidia-ctk": "NVIDIA Container Toolkit CLI version 1.17.9\ncommit: 8f5e4a4\n",
            "nvidia-container-runtime": "NVIDIA Container Runtime version 1.17.9\ncommit: 8f5e4a4\nspec: 1.2.0\n\n"
                                        "runc version 1.1.12\n"}
-    f, _ = gather(tree, run_binaries=True, runner=lambda argv: (0, out.get(argv[0].rsplit("/", 1)[1], ""), ""))
+    f, dummy = gather(tree, run_binaries=True, runner=lambda argv: (0, out.get(argv[0].rsplit("/", 1)[1], ""), ""))
     t = f["toolkit"]
     assert (t["nvidia_ctk_version"], t["nvidia_ctk_version_source"]) == ("1.17.9", "binary")
     assert (t["runtime_version"], t["runtime_version_source"]) == ("1.17.9", "binary")
@@ -303,7 +303,7 @@ def test_containerd_empty_or_missing_config_version_from_binary(tree, deb_versio
 
 def test_containerd_io_cri_disabled(tree):
     faketree.containerd_io(tree)
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     e = f["engines"]["containerd"]
     assert e["cri_disabled"] is True and e["config_version"] == 1
     assert (e["version"], e["version_source"]) == ("1.7.25", "dpkg:containerd.io")
@@ -315,7 +315,7 @@ def test_docker_with_containerd_io(tree):
     faketree.containerd_io(tree)
     faketree.docker(tree, json.dumps({"default-runtime": "nvidia", "runtimes": {
         "nvidia": {"path": "/usr/bin/nvidia-container-runtime", "runtimeArgs": []}}}))
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     d = f["engines"]["docker"]
     assert f["engine"] == "docker" and f["engine_candidates"] == ["docker"] and not f["engine_ambiguous"]
     assert (d["version"], d["version_source"]) == ("27.3.1", "dpkg:docker-ce")
@@ -346,7 +346,7 @@ def test_docker_with_cri_enabled_containerd_picks_containerd(tree):
     """Debian's docker.io + containerd packages: containerd's CRI plugin is on, so it is a CRI runtime."""
     faketree.stock_containerd(tree, "debian-package.toml", "1.6.20~ds1-1+deb12u1")
     faketree.docker(tree)
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     assert f["engine"] == "containerd" and set(f["engines"]) == {"containerd", "docker"}
     assert not f["engine_ambiguous"]
 
@@ -393,7 +393,7 @@ def test_k0s_before_install_wins_over_stray_containerd(tree):
 
 def test_k0s_installed_with_drop_in(tree):
     faketree.k0s_installed(tree, "v1.30.1+k0s.0")
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     e = f["engines"]["k0s"]
     assert f["engine"] == "k0s"
     assert e["binary"] == "/var/lib/k0s/bin/containerd" and e["version"] is None
@@ -425,7 +425,7 @@ def test_k0s_controller_unit(tree):
 
 def test_k3s_generated_config_and_default_runtime(tree):
     faketree.k3s(tree, nvidia_in_config=True, default_runtime="nvidia")
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     e = f["engines"]["k3s"]
     assert f["engine"] == "k3s"
     assert e["distribution_binary"] == "/usr/local/bin/k3s"
@@ -477,7 +477,7 @@ def test_k3s_without_nvidia(tree):
 
 def test_rke2(tree):
     faketree.rke2(tree, flags=" --default-runtime=nvidia")
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     e = f["engines"]["rke2"]
     assert f["engine"] == "rke2"
     assert (e["distribution_version"], e["distribution_version_source"]) == ("v1.30.2+rke2r1", "path")
@@ -510,7 +510,7 @@ def test_k3s_config_yaml_d_overrides(tree):
 
 def test_microk8s(tree):
     faketree.microk8s(tree, "v1.30.1")
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     e = f["engines"]["microk8s"]
     assert f["engine"] == "microk8s"
     assert e["distribution_binary"] == "/snap/bin/microk8s"
@@ -529,7 +529,7 @@ def test_crio(tree):
     tree.file("/etc/crio/crio.conf.d/99-nvidia.toml.bak", "[crio.runtime]\ndefault_runtime = \"old\"\n")
     tree.file("/etc/crio/crio.conf.d/50-sub/01.conf", "[crio.runtime.runtimes.nvidia-cdi]\n"
               "runtime_path = \"/usr/bin/nvidia-container-runtime.cdi\"\n")
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     e = f["engines"]["crio"]
     assert f["engine"] == "crio"
     assert (e["version"], e["version_source"]) == ("1.30.3", "dpkg:cri-o")
@@ -556,7 +556,7 @@ def test_crio_default_runtime_unset(tree):
 def test_crio_beats_containerd_io(tree):
     faketree.containerd_io(tree)
     faketree.crio(tree)
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     assert f["engine"] == "crio" and f["engine_candidates"] == ["crio"] and not f["engine_ambiguous"]
 
 
@@ -598,14 +598,14 @@ def test_crio_active_containerd_idle(tree):
     faketree.stock_containerd(tree)
     faketree.crio(tree)
     tree.listen("/var/run/crio/crio.sock")
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     assert f["engine"] == "crio" and not f["engine_ambiguous"] and f["engine_candidates"] == ["crio"]
 
 
 def test_crio_and_containerd_both_idle_are_ambiguous(tree):
     faketree.stock_containerd(tree)
     faketree.crio(tree)
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     assert f["engine_ambiguous"] is True and f["engine_candidates"] == ["containerd", "crio"]
 
 
@@ -621,7 +621,7 @@ def test_select_engine_preference_order():
     def e(kind, active=False, cri_disabled=False):
         return {"kind": kind, "active": active, "cri_disabled": cri_disabled}
     engines = {k: e(k) for k in ("docker", "crio", "containerd", "microk8s", "rke2", "k3s", "k0s")}
-    kind, amb, cands, _ = facts.select_engine(engines)
+    kind, amb, cands, dummy = facts.select_engine(engines)
     assert kind == "k0s" and amb and cands == ["k0s", "k3s", "rke2", "microk8s"]
     engines["microk8s"]["active"] = True
     assert facts.select_engine(engines)[:3] == ("microk8s", False, ["microk8s"])
@@ -659,7 +659,7 @@ def test_nothing_runs_under_a_fake_root(tree):
     tree.toolkit()
     tree.gpu()
     tree.exe("/usr/bin/lspci")
-    f, _ = gather(tree)
+    f, dummy = gather(tree)
     assert set(f["engines"]) == {"containerd", "k0s", "k3s", "microk8s", "crio", "docker"}
     assert all(e["unit_active"] is None for e in f["engines"].values())
 
@@ -680,7 +680,7 @@ def test_versions_from_binaries_when_allowed(tree):
     def runner(argv):
         key = " ".join([argv[0][len(root):]] + argv[1:])
         return (0, out[key], "") if key in out else (127, "", "not found")
-    f, _ = gather(tree, runner=runner, run_binaries=True)
+    f, dummy = gather(tree, runner=runner, run_binaries=True)
     k0s, k3s = f["engines"]["k0s"], f["engines"]["k3s"]
     assert (k0s["distribution_version"], k0s["distribution_version_source"]) == ("v1.31.2+k0s.0", "binary")
     assert (k0s["version"], k0s["version_source"]) == ("1.7.23", "binary")
@@ -698,7 +698,7 @@ def test_units_asked_only_when_allowed(tree, monkeypatch):
     def runner(argv):
         calls.append(argv)
         return (0, "active\n", "") if argv[-1] == "crio" else (3, "inactive\n", "")
-    f, _ = gather(tree, runner=runner, query_units=True)
+    f, dummy = gather(tree, runner=runner, query_units=True)
     assert ["systemctl", "is-active", "crio"] in calls
     assert f["engines"]["crio"]["unit_active"] is True and f["engines"]["crio"]["active"] is True
     assert f["engines"]["containerd"]["unit_active"] is False

@@ -84,25 +84,25 @@ def test_commented_only_key_is_added_right_after_its_comment():
 
 def test_commented_key_goes_into_its_own_table_only():
     # '#debug' is commented in both [nvidia-container-cli] and [nvidia-container-runtime]
-    out, _ = edit(DEBIAN, {"nvidia-container-runtime.debug": "/var/log/nvidia-container-runtime.log"})
+    out, dummy = edit(DEBIAN, {"nvidia-container-runtime.debug": "/var/log/nvidia-container-runtime.log"})
     assert out == replaced(DEBIAN, '#debug = "/var/log/nvidia-container-runtime.log"\n',
                            '#debug = "/var/log/nvidia-container-runtime.log"\n'
                            'debug = "/var/log/nvidia-container-runtime.log"\n')
 
 
 def test_commented_root_key_and_its_indentation():
-    out, _ = edit(DEBIAN, {"accept-nvidia-visible-devices-as-volume-mounts": True})
+    out, dummy = edit(DEBIAN, {"accept-nvidia-visible-devices-as-volume-mounts": True})
     assert out.startswith("#accept-nvidia-visible-devices-as-volume-mounts = false\n"
                           "accept-nvidia-visible-devices-as-volume-mounts = true\n"
                           "#accept-nvidia-visible-devices-envvar-when-unprivileged = true\n")
     assert changed_lines(DEBIAN, out) == (["accept-nvidia-visible-devices-as-volume-mounts = true"], [])
     text = "[t]\n    a = 1\n    # b = 2\n    c = 3\n"
-    out, _ = edit(text, {"t.b": 5})
+    out, dummy = edit(text, {"t.b": 5})
     assert out == "[t]\n    a = 1\n    # b = 2\n    b = 5\n    c = 3\n"
 
 
 def test_new_key_without_comment_goes_after_the_tables_last_key():
-    out, _ = edit(DEBIAN, {"nvidia-container-cli.no-pivot": True})
+    out, dummy = edit(DEBIAN, {"nvidia-container-cli.no-pivot": True})
     assert out == replaced(DEBIAN, "load-kmods = true\n", "load-kmods = true\nno-pivot = true\n")
 
 
@@ -117,15 +117,15 @@ def test_new_sub_table_goes_after_its_siblings():
 
 
 def test_new_top_level_table_goes_at_the_end_and_gets_all_its_keys():
-    out, _ = edit(DEBIAN, {"features.allow-ldconfig-from-container": False,
-                           "features.disable-imex-channel-creation": True})
+    out, dummy = edit(DEBIAN, {"features.allow-ldconfig-from-container": False,
+                               "features.disable-imex-channel-creation": True})
     assert out == DEBIAN + ("\n[features]\nallow-ldconfig-from-container = false\n"
                             "disable-imex-channel-creation = true\n")
 
 
 def test_new_table_follows_an_indented_files_style():
     text = "[plugins]\n  [plugins.a]\n    x = 1\n"
-    out, _ = edit(text, {"plugins.b.y": 2})
+    out, dummy = edit(text, {"plugins.b.y": 2})
     assert out == text + "\n  [plugins.b]\n    y = 2\n"
 
 
@@ -137,7 +137,7 @@ def test_quoted_segment_with_a_dot():
 
 def test_changed_value_keeps_its_trailing_comment():
     text = '[nvidia-container-runtime]\nmode = "auto"  # set by the installer\n'
-    out, _ = edit(text, {"nvidia-container-runtime.mode": "cdi"})
+    out, dummy = edit(text, {"nvidia-container-runtime.mode": "cdi"})
     assert out == '[nvidia-container-runtime]\nmode = "cdi"  # set by the installer\n'
 
 
@@ -154,23 +154,23 @@ def test_list_values_and_empty_lists():
 
 def test_a_value_of_another_type_is_rewritten():
     text = "[nvidia-container-cli]\nno-cgroups = 1\n"
-    out, _ = edit(text, {"nvidia-container-cli.no-cgroups": True})
+    out, dummy = edit(text, {"nvidia-container-cli.no-cgroups": True})
     assert out == "[nvidia-container-cli]\nno-cgroups = true\n"
 
 
 def test_ubuntu_file_keeps_its_ldconfig():
-    out, _ = edit(UBUNTU, {"nvidia-container-runtime.mode": "cdi", "nvidia-container-cli.no-cgroups": True})
+    out, dummy = edit(UBUNTU, {"nvidia-container-runtime.mode": "cdi", "nvidia-container-cli.no-cgroups": True})
     assert 'ldconfig = "@/sbin/ldconfig.real"\n' in out
     assert changed_lines(UBUNTU, out) == (["no-cgroups = true", 'mode = "cdi"'], ['mode = "auto"'])
 
 
 def test_crlf_file_stays_crlf():
     text = DEBIAN.replace("\n", "\r\n")
-    out, _ = edit(text, {"nvidia-container-cli.no-cgroups": True, "nvidia-container-runtime.mode": "cdi",
-                         "features.x": 1})
+    out, dummy = edit(text, {"nvidia-container-cli.no-cgroups": True, "nvidia-container-runtime.mode": "cdi",
+                             "features.x": 1})
     assert "\n" not in out.replace("\r\n", "")
     assert out.replace("\r\n", "\n") == edit(DEBIAN, {"nvidia-container-cli.no-cgroups": True,
-                                                     "nvidia-container-runtime.mode": "cdi", "features.x": 1})[0]
+                                                      "nvidia-container-runtime.mode": "cdi", "features.x": 1})[0]
 
 
 # -- idempotence -----------------------------------------------------------------------------------
@@ -199,8 +199,8 @@ def test_already_set_value_in_another_spelling_is_left_alone():
 
 # -- a new file ------------------------------------------------------------------------------------
 def test_new_file_from_nothing():
-    out, _ = edit(None, {"nvidia-container-runtime.runtimes": ["/usr/bin/crun"], "disable-require": False,
-                         "nvidia-container-cli.no-cgroups": True})
+    out, dummy = edit(None, {"nvidia-container-runtime.runtimes": ["/usr/bin/crun"], "disable-require": False,
+                             "nvidia-container-cli.no-cgroups": True})
     assert out == ("disable-require = false\n"
                    "\n[nvidia-container-runtime]\nruntimes = [\"/usr/bin/crun\"]\n"
                    "\n[nvidia-container-cli]\nno-cgroups = true\n")
@@ -215,14 +215,14 @@ def test_unset_removes_the_line_only():
 
 
 def test_unset_after_set_restores_the_original_bytes():
-    out, _ = edit(DEBIAN, {"nvidia-container-cli.no-cgroups": True,
-                           "accept-nvidia-visible-devices-as-volume-mounts": True})
-    back, _ = edit(out, None, ["nvidia-container-cli.no-cgroups", "accept-nvidia-visible-devices-as-volume-mounts"])
+    out, dummy = edit(DEBIAN, {"nvidia-container-cli.no-cgroups": True,
+                               "accept-nvidia-visible-devices-as-volume-mounts": True})
+    back, dummy = edit(out, None, ["nvidia-container-cli.no-cgroups", "accept-nvidia-visible-devices-as-volume-mounts"])
     assert back == DEBIAN
 
 
 def test_unset_missing_keys_changes_nothing():
-    out, _ = edit(DEBIAN, None, ["nvidia-container-cli.no-cgroups", "nope.nothing", "features.x"])
+    out, dummy = edit(DEBIAN, None, ["nvidia-container-cli.no-cgroups", "nope.nothing", "features.x"])
     assert out == DEBIAN
 
 
@@ -280,7 +280,7 @@ def test_bad_requests(settings, unset, match):
 
 
 def test_the_same_key_twice_in_unset_is_fine():
-    out, _ = edit(DEBIAN, None, ["nvidia-ctk.path", "nvidia-ctk.path"])
+    out, dummy = edit(DEBIAN, None, ["nvidia-ctk.path", "nvidia-ctk.path"])
     assert out == replaced(DEBIAN, 'path = "nvidia-ctk"\n', "")
 
 
@@ -329,5 +329,5 @@ def test_plan_read_errors(tmp_path):
 
 
 def test_new_parent_and_child_tables_come_out_in_order_whatever_the_request_order():
-    out, _ = edit(DEBIAN, {"features.sub.deep": 1, "features.flag": True})
+    out, dummy = edit(DEBIAN, {"features.sub.deep": 1, "features.flag": True})
     assert out == DEBIAN + "\n[features]\nflag = true\n\n[features.sub]\ndeep = 1\n"
