@@ -172,20 +172,17 @@ class Effective(object):
         self.runtimes = get_in(cri, ("containerd", "runtimes"), {}) or {}
         self.default = get_in(cri, ("containerd", "default_runtime_name")) or "runc"
         self.disabled = [p for p in (data.get("disabled_plugins") or []) if isinstance(p, str)]
+        self.builtin_runtimes = {}
 
 
-def effective_from_command(opts, binpath, runner, config_path, main_text, exclude=None):
-    """``containerd --config F config dump``; without our own drop-in (``exclude``), which a run rewrites."""
-    if not binpath:
-        raise EngineError("containerd binary %r not found" % opts["containerd_path"])
+def _dump(binpath, runner, config_path, text=None):
+    """``containerd --config F config dump`` (of ``text`` in a temp file when given) -> (version, data)."""
     tmp = None
     try:
-        if main_text is None or (exclude and os.path.exists(exclude)):
-            # containerd 1.x refuses a missing --config (an empty file gives the built-in defaults); our
-            # drop-in is left out of a temp copy of the main file
+        if text is not None:
             fd, tmp = tempfile.mkstemp(prefix="gpuops-dump-", suffix=".toml")
             with os.fdopen(fd, "w") as f:
-                f.write(rewrite_imports(main_text, config_path, exclude) if main_text else "")
+                f.write(text)
             config_path = tmp
         rc, out, err = runner([binpath, "--config", config_path, "config", "dump"])
     finally:
@@ -197,7 +194,27 @@ def effective_from_command(opts, binpath, runner, config_path, main_text, exclud
     version = data.get("version", 1)
     if version not in CRI_PATHS:
         raise EngineError("containerd config dump reports unknown version %r" % (version,))
-    return Effective(version, data, "command")
+    return version, data
+
+
+def effective_from_command(opts, binpath, runner, config_path, main_text, exclude=None):
+    """``containerd --config F config dump``; without our own drop-in (``exclude``), which a run rewrites.
+
+    Also dumps an empty config: the build's built-in runtimes, so that a runtime copied from the dump
+    carries only what differs from them (see Context.source_table).
+    """
+    if not binpath:
+        raise EngineError("containerd binary %r not found" % opts["containerd_path"])
+    text = None
+    if main_text is None or (exclude and os.path.exists(exclude)):
+        # containerd 1.x refuses a missing --config (an empty file gives the built-in defaults); our
+        # drop-in is left out of a temp copy of the main file
+        text = rewrite_imports(main_text, config_path, exclude) if main_text else ""
+    version, data = _dump(binpath, runner, config_path, text)
+    eff = Effective(version, data, "command")
+    builtin = eff if text == "" else Effective(*_dump(binpath, runner, config_path, "") + ("command",))
+    eff.builtin_runtimes = builtin.runtimes
+    return eff
 
 
 def effective_from_files(opts, version, main_data, config_path, binver, exclude=None):
@@ -268,17 +285,45 @@ class Context(object):
         return "runc"
 
     def source_table(self, name, target_data):
-        """The source runtime's table: as written in the target, else the main file, else the effective
-        config (a dump's zero-value defaults pruned), else containerd's built-in runc."""
+        """The source runtime's table: as written in the target file (verbatim), else from the main file,
+        its imports or the effective config (only what is not a default, see _essential), else
+        containerd's built-in runc."""
         t = get_in(target_data, self.rt + (name,))
         if isinstance(t, dict):
             return copy.deepcopy(t), True
         if name in self.file_tables:
-            return copy.deepcopy(self.file_tables[name]), False
+            return self._essential(name, self.file_tables[name]), False
         if name in self.eff.runtimes:
-            t = self.eff.runtimes[name]
-            return (prune_zero(t) if self.eff.source == "command" else copy.deepcopy(t)), False
+            return self._essential(name, self.eff.runtimes[name]), False
         return dict(BUILTIN_RUNC), False
+
+    def _essential(self, name, table):
+        """A table copied into another file carries what differs from this build's built-in runtime.
+
+        A dump (or a generated file such as k0s's containerd-cri.toml) lists every field; keeping only
+        what is not a default makes a copy taken before the runtime existed (bootstrap: the built-in runc)
+        and one taken after it was installed agree. Without the build's defaults: the table as it is.
+        """
+        builtin = self.eff.builtin_runtimes
+        if not builtin:
+            return copy.deepcopy(table)
+        out = strip_defaults(prune_zero(table), builtin.get(name) or builtin.get("runc") or {})
+        out["runtime_type"] = table.get("runtime_type") or BUILTIN_RUNC["runtime_type"]
+        return out
+
+
+def strip_defaults(table, base):
+    """``table`` without the keys whose value equals ``base``'s (recursively; emptied sub-tables go)."""
+    out = {}
+    for k, v in table.items():
+        b = base.get(k) if isinstance(base, dict) else None
+        if isinstance(v, dict):
+            v = strip_defaults(v, b if isinstance(b, dict) else {})
+            if v:
+                out[k] = v
+        elif v != b:
+            out[k] = v
+    return out
 
 
 def handler_table(source, binary, runtime_type):
@@ -362,7 +407,7 @@ def patch(ed, ctx):
     # < 2.0: the file's runtimes map replaces the built-in one: it must hold the default (and source)
     for name in need_in_file:
         if get_in(ed.tt.data, ctx.rt + (name,)) is None:
-            table, _ = ctx.source_table(name, ed.tt.data)
+            table = ctx.source_table(name, ed.tt.data)[0]
             after, indent, step = layout_for(ed, ctx.rt, None)
             ed.add_table(ctx.rt + (name,), table, after=after, indent=indent, step=step)
 

@@ -234,7 +234,8 @@ def test_custom_name_and_path_with_crun_default(build, tmp_path, daemon_factory)
     for name, suffix in (("gpu", ""), ("gpu-cdi", ".cdi"), ("gpu-legacy", ".legacy")):
         h = handler(cri, name)
         assert h["options"]["BinaryName"] == "/opt/nvidia/bin/ncr" + suffix
-        assert h["options"]["SystemdCgroup"] == crun["options"]["SystemdCgroup"] is True
+        assert h["options"]["SystemdCgroup"] == crun["options"]["SystemdCgroup"]
+        assert crun["options"]["SystemdCgroup"] is True
         assert h["PodAnnotations"] == crun["PodAnnotations"] == ["run.oci.*"]
     present_again_absent(build, cfg, original, **args)
 
@@ -350,7 +351,7 @@ def test_symlink_mode_and_owner_are_kept(builds, tmp_path, daemon_factory):
 
 def test_missing_tomlkit_on_the_node_says_so(tmp_path):
     """A node without tomlkit gets Ansible's missing_required_lib message (system python has none)."""
-    if subprocess.run(["/usr/bin/python3", "-c", "import tomlkit"], capture_output=True).returncode == 0:
+    if subprocess.run(["/usr/bin/python3", "-c", "import tomlkit"], capture_output=True, check=False).returncode == 0:
         pytest.skip("/usr/bin/python3 has tomlkit")
     cfg = tmp_path / "config.toml"
     playbook = """
@@ -376,3 +377,34 @@ def test_signal_restart_with_nothing_running_writes_nothing(builds, tmp_path):
     r = module(builds["1.7"], cfg, restart="signal", socket=str(tmp_path / "nothing.sock"))
     assert r["failed"] and "nothing listens" in r["msg"] and "nothing was written" in r["msg"]
     assert cfg.read_text() == "version = 2\n"
+
+
+@pytest.mark.parametrize("layout", ["k0s", "stock"])
+def test_bootstrap_then_installed_changes_nothing(build, tmp_path, daemon_factory, layout):
+    """Written before the runtime exists (no binary: the built-in runc is copied), then run again once it
+    is installed (real binary and, for k0s, the files k0s generates): nothing may change, so nothing
+    restarts."""
+    from k0s_layout import K0sLayout
+    version = "3" if build.major >= 2 else "2"
+    if layout == "k0s":
+        k0s = K0sLayout(build, pause_image="registry.k8s.io/pause:3.10")
+        main, drop = k0s.config, k0s.dropin_dir / "nvidia.toml"
+        args = dict(config=str(main), drop_in=str(drop), manage_imports=False, restart="none", config_version=version)
+    else:
+        main, drop = tmp_path / "config.toml", None
+        args = dict(config=str(main), restart="none", config_version=version)
+    try:
+        first = run_module(MOD, dict(args, containerd_path="/nonexistent/containerd"))
+        assert ok(first)["changed"]
+        written = (drop or main).read_text()
+        if layout == "k0s":
+            k0s.setup_config()      # k0s installed: it writes its config from the drop-in folder
+            assert not k0s.preflight()
+        again = ok(run_module(MOD, dict(args, containerd_path=build.containerd)))
+        assert not again["changed"], again.get("diff")
+        assert (drop or main).read_text() == written
+        if layout == "stock":
+            assert handler(loaded(daemon_factory, build, main))["options"]["BinaryName"] == NCR
+    finally:
+        if layout == "k0s":
+            k0s.cleanup()
