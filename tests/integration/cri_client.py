@@ -41,6 +41,16 @@ Differences that matter when reading them:
 
 ``info`` has other keys too (``cniconfig``, ``golang``, ``lastCNILoadStatus`` …, each a JSON string);
 :func:`status` parses every value that is valid JSON.
+
+Pod sandboxes (used by ``test_pod_sandbox.py``, checked on 1.6.20, 1.7.24 and 2.1.9):
+:func:`pod_sandbox_config` (``network=NS_NODE`` for a host-network pod: no CNI needed; no
+``hostname`` then, runc refuses it without a private UTS namespace), :func:`run_pod_sandbox`,
+:func:`stop_pod_sandbox`, :func:`remove_pod_sandbox`, :func:`list_pod_sandbox`,
+:func:`pod_sandbox_status` (``verbose=True``: ``info["info"]`` holds ``pid``, ``image``,
+``runtimeType``, ``runtimeOptions``, ``runtimeSpec``) and :func:`image_status` (does CRI know an
+image).  An unknown handler fails RunPodSandbox with code UNKNOWN; 1.6/1.7: ``failed to get sandbox
+runtime: no runtime for "X" is configured``, 2.1: ``unable to get OCI runtime for sandbox "<id>": no
+runtime for "X" is configured``.
 """
 
 from __future__ import annotations
@@ -268,17 +278,41 @@ def conditions(socket_path: str, timeout: float = 5.0) -> Dict[str, bool]:
     return {k: v["status"] for k, v in decode_status_response(raw)["conditions"].items()}
 
 
-# --- encoders for the pod-sandbox RPCs (not yet used by the tests; shapes from api.proto v1) ---------
+# --- pod sandboxes (shapes from the CRI api.proto v1; verified against 1.6.20, 1.7.24, 2.1.9) --------
+
+# NamespaceMode (NamespaceOption.network / pid / ipc)
+NS_POD, NS_CONTAINER, NS_NODE, NS_TARGET = 0, 1, 2, 3
+# PodSandboxState
+SANDBOX_READY, SANDBOX_NOTREADY = 0, 1
+_SANDBOX_STATES = {SANDBOX_READY: "SANDBOX_READY", SANDBOX_NOTREADY: "SANDBOX_NOTREADY"}
+
+
+def namespace_option(network: int = NS_POD, pid: int = NS_POD, ipc: int = NS_POD) -> bytes:
+    """NamespaceOption {1: network, 2: pid, 3: ipc} (NamespaceMode; NODE = the host's)."""
+    return field_varint(1, network) + field_varint(2, pid) + field_varint(3, ipc)
+
 
 def pod_sandbox_config(name: str, uid: str, namespace: str = "default", attempt: int = 0,
                        log_directory: str = "", labels: Optional[Dict[str, str]] = None,
-                       cgroup_parent: str = "") -> bytes:
+                       cgroup_parent: str = "", *, hostname: str = "",
+                       annotations: Optional[Dict[str, str]] = None,
+                       network: int = NS_POD, pid: int = NS_POD, ipc: int = NS_POD) -> bytes:
     """PodSandboxConfig {1: metadata{1 name, 2 uid, 3 namespace, 4 attempt}, 2 hostname,
-    3 log_directory, ..., 6 labels, 7 annotations, 8 linux{1 cgroup_parent, ...}}."""
+    3 log_directory, 4 dns_config, 5 port_mappings, 6 labels, 7 annotations,
+    8 linux: LinuxPodSandboxConfig{1 cgroup_parent, 2 security_context: LinuxSandboxSecurityContext{
+    1 namespace_options: NamespaceOption{1 network, 2 pid, 3 ipc}}}}.
+
+    ``network=NS_NODE`` is a host-network pod (kubelet's ``hostNetwork: true``): CRI creates no
+    network namespace and calls no CNI plugin, so a node without CNI can run it."""
     meta = field_string(1, name) + field_string(2, uid) + field_string(3, namespace) + field_varint(4, attempt)
-    msg = field_message(1, meta) + field_string(3, log_directory) + field_map(6, labels or {})
-    if cgroup_parent:
-        msg += field_message(8, field_string(1, cgroup_parent))
+    msg = (field_message(1, meta) + field_string(2, hostname) + field_string(3, log_directory)
+           + field_map(6, labels or {}) + field_map(7, annotations or {}))
+    ns = namespace_option(network, pid, ipc)
+    linux = field_string(1, cgroup_parent)
+    if ns:
+        linux += field_message(2, field_message(1, ns))
+    if linux:
+        msg += field_message(8, linux)
     return msg
 
 
@@ -288,16 +322,95 @@ def run_pod_sandbox_request(config: bytes, runtime_handler: str = "") -> bytes:
 
 
 def run_pod_sandbox(socket_path: str, config: bytes, runtime_handler: str = "", timeout: float = 60.0) -> str:
+    """RunPodSandbox -> the sandbox id.  A handler that is not configured fails with a gRPC error
+    (code UNKNOWN) whose details name it, e.g. ``failed to get sandbox runtime: no runtime for
+    "nvidia" is configured`` (see tests/integration/test_pod_sandbox.py for each version's text)."""
     raw = call(socket_path, RUNTIME_SERVICE + "RunPodSandbox", run_pod_sandbox_request(config, runtime_handler), timeout)
     return decode_fields(raw).get(1, [b""])[-1].decode()  # RunPodSandboxResponse {1: pod_sandbox_id}
 
 
 def stop_pod_sandbox(socket_path: str, sandbox_id: str, timeout: float = 30.0) -> None:
+    """StopPodSandboxRequest {1: pod_sandbox_id}; the response is empty."""
     call(socket_path, RUNTIME_SERVICE + "StopPodSandbox", field_string(1, sandbox_id), timeout)
 
 
 def remove_pod_sandbox(socket_path: str, sandbox_id: str, timeout: float = 30.0) -> None:
+    """RemovePodSandboxRequest {1: pod_sandbox_id}; the response is empty."""
     call(socket_path, RUNTIME_SERVICE + "RemovePodSandbox", field_string(1, sandbox_id), timeout)
+
+
+def _decode_sandbox_metadata(buf: bytes) -> Dict[str, Any]:
+    f = decode_fields(buf)
+    return {"name": f.get(1, [b""])[-1].decode(), "uid": f.get(2, [b""])[-1].decode(),
+            "namespace": f.get(3, [b""])[-1].decode(), "attempt": f.get(4, [0])[-1]}
+
+
+def decode_pod_sandbox(buf: bytes) -> Dict[str, Any]:
+    """PodSandbox {1 id, 2 metadata, 3 state, 4 created_at, 5 labels, 6 annotations, 7 runtime_handler}."""
+    f = decode_fields(buf)
+    state = f.get(3, [SANDBOX_READY])[-1]
+    return {
+        "id": f.get(1, [b""])[-1].decode(),
+        "metadata": _decode_sandbox_metadata(f.get(2, [b""])[-1]),
+        "state": _SANDBOX_STATES.get(state, str(state)),
+        "created_at": f.get(4, [0])[-1],
+        "labels": decode_map(f.get(5, [])),
+        "annotations": decode_map(f.get(6, [])),
+        "runtime_handler": f.get(7, [b""])[-1].decode(),
+    }
+
+
+def list_pod_sandbox(socket_path: str, sandbox_id: str = "", state: Optional[int] = None,
+                     label_selector: Optional[Dict[str, str]] = None, timeout: float = 10.0) -> List[Dict[str, Any]]:
+    """ListPodSandbox {1: filter: PodSandboxFilter{1 id, 2 state: PodSandboxStateValue{1 state},
+    3 label_selector}} -> [decode_pod_sandbox(...), ...] (ListPodSandboxResponse {1: repeated items})."""
+    flt = field_string(1, sandbox_id)
+    if state is not None:
+        flt += field_message(2, field_varint(1, state))
+    flt += field_map(3, label_selector or {})
+    raw = call(socket_path, RUNTIME_SERVICE + "ListPodSandbox", field_message(1, flt, always=False), timeout)
+    return [decode_pod_sandbox(item) for item in decode_fields(raw).get(1, [])]
+
+
+def pod_sandbox_status(socket_path: str, sandbox_id: str, verbose: bool = False,
+                       timeout: float = 10.0) -> Dict[str, Any]:
+    """PodSandboxStatus {1 pod_sandbox_id, 2 verbose} -> PodSandboxStatusResponse {1 status:
+    PodSandboxStatus{1 id, 2 metadata, 3 state, 4 created_at, 5 network, 6 linux, 7 labels,
+    8 annotations, 9 runtime_handler}, 2 info (verbose; values parsed as JSON when they are)}."""
+    raw = call(socket_path, RUNTIME_SERVICE + "PodSandboxStatus",
+               field_string(1, sandbox_id) + field_bool(2, verbose), timeout)
+    f = decode_fields(raw)
+    s = decode_fields(f.get(1, [b""])[-1])
+    state = s.get(3, [SANDBOX_READY])[-1]
+    info: Dict[str, Any] = {}
+    for k, v in decode_map(f.get(2, [])).items():
+        try:
+            info[k] = json.loads(v)
+        except ValueError:
+            info[k] = v
+    return {
+        "id": s.get(1, [b""])[-1].decode(),
+        "metadata": _decode_sandbox_metadata(s.get(2, [b""])[-1]),
+        "state": _SANDBOX_STATES.get(state, str(state)),
+        "created_at": s.get(4, [0])[-1],
+        "labels": decode_map(s.get(7, [])),
+        "annotations": decode_map(s.get(8, [])),
+        "runtime_handler": s.get(9, [b""])[-1].decode(),
+        "info": info,
+    }
+
+
+def image_status(socket_path: str, image: str, timeout: float = 10.0) -> Optional[Dict[str, Any]]:
+    """/runtime.v1.ImageService/ImageStatus {1: ImageSpec{1 image}} -> None when CRI does not know
+    the image, else {"id", "repo_tags", "repo_digests", "size"} (Image {1 id, 2 repo_tags,
+    3 repo_digests, 4 size})."""
+    raw = call(socket_path, IMAGE_SERVICE + "ImageStatus", field_message(1, field_string(1, image)), timeout)
+    img = decode_fields(raw).get(1)
+    if not img:
+        return None
+    f = decode_fields(img[-1])
+    return {"id": f.get(1, [b""])[-1].decode(), "repo_tags": [t.decode() for t in f.get(2, [])],
+            "repo_digests": [d.decode() for d in f.get(3, [])], "size": f.get(4, [0])[-1]}
 
 
 # --- containerd introspection: plugins and why they failed ------------------------------------------
