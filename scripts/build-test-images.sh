@@ -52,20 +52,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # --------------------------------------------------------------------------- mirror
-# The Debian mirror this machine already uses (deb822 or one-line format), main archive (not security).
-mirror=""
-for f in /etc/apt/sources.list.d/*.sources; do
-  [ -f "$f" ] || continue
-  m=$(awk 'BEGIN{RS="";FS="\n"} /Signed-By: .*debian-archive-keyring/ && !/-security/ {
-         for(i=1;i<=NF;i++) if ($i ~ /^URIs:/) {sub(/^URIs:[ \t]*/,"",$i); split($i,a," "); print a[1]; exit}}' "$f")
-  [ -n "$m" ] && { mirror=$m; break; }
-done
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
-  mirror=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
-fi
-mirror="${GPUOPS_DEBIAN_MIRROR:-$mirror}"
-mirror="${mirror%/}"
-[ -n "$mirror" ] || die "no Debian mirror in /etc/apt sources (an Ubuntu host?): set GPUOPS_DEBIAN_MIRROR to a Debian archive URL"
+# shellcheck source=scripts/lib/debian-mirror.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
+mirror=$(debian_mirror) || die "no Debian mirror in /etc/apt sources (an Ubuntu host?): set GPUOPS_DEBIAN_MIRROR to a Debian archive URL"
 
 # One build at a time per cache (two callers would race on the same tarball).
 exec 9>"$dir/.lock"

@@ -23,19 +23,9 @@ if have_all; then echo "$cache"; exit 0; fi
 command -v dpkg >/dev/null || { echo "fetch-containerd: dpkg is required (Debian/Ubuntu host)" >&2; exit 2; }
 command -v apt-get >/dev/null || { echo "fetch-containerd: apt-get is required" >&2; exit 2; }
 
-# The Debian mirror this machine already uses (deb822 or one-line format), main archive (not security).
-mirror=""
-for f in /etc/apt/sources.list.d/*.sources; do
-  [ -f "$f" ] || continue
-  m=$(awk 'BEGIN{RS="";FS="\n"} /Signed-By: .*debian-archive-keyring/ && !/-security/ {
-         for(i=1;i<=NF;i++) if ($i ~ /^URIs:/) {sub(/^URIs:[ \t]*/,"",$i); split($i,a," "); print a[1]; exit}}' "$f")
-  [ -n "$m" ] && { mirror=$m; break; }
-done
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
-  mirror=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
-fi
-mirror="${GPUOPS_DEBIAN_MIRROR:-$mirror}"
-[ -n "$mirror" ] || { echo "fetch-containerd: no Debian mirror in /etc/apt sources (an Ubuntu host?): set GPUOPS_DEBIAN_MIRROR to a Debian archive URL" >&2; exit 2; }
+# shellcheck source=scripts/lib/debian-mirror.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
+mirror=$(debian_mirror) || { echo "fetch-containerd: no Debian mirror in /etc/apt sources (an Ubuntu host?): set GPUOPS_DEBIAN_MIRROR to a Debian archive URL" >&2; exit 2; }
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 [ -f "$keyring" ] || { echo "fetch-containerd: $keyring missing (install debian-archive-keyring)" >&2; exit 2; }
 
