@@ -1,0 +1,102 @@
+"""containerd2: containerd 2.1 (Debian sid's package on trixie) under systemd, the role's drop-in."""
+import tomllib
+
+import checks
+
+TOOLKIT = ["nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools",
+           "libnvidia-container1"]
+PINNED = "1.17.8-1"
+CONFIG = "/etc/containerd/config.toml"
+DROPIN = "/etc/containerd/conf.d/99-nvidia.toml"
+CRI_RUNTIME = "io.containerd.cri.v1.runtime"   # the v3 (containerd 2.x) path of the runtimes
+
+
+def _dump(host):
+    return tomllib.loads(host.check_output("containerd --config %s config dump", CONFIG))
+
+
+def _runtimes(host):
+    return _dump(host)["plugins"][CRI_RUNTIME]["containerd"]["runtimes"]
+
+
+def _state(host, path):
+    return dict(line.split("=", 1) for line in host.file(path).content_string.splitlines() if "=" in line)
+
+
+def _starts(host):
+    out = host.check_output("journalctl -u containerd -o cat --no-pager")
+    return sum("containerd successfully booted" in line for line in out.splitlines())
+
+
+def test_system_running(host):
+    state = checks.system_state(host)
+    assert state in ("running", "degraded"), (state, checks.failed_units(host))
+
+
+def test_containerd_is_2x_from_sid_only(host):
+    assert host.package("containerd").version.startswith("2."), host.package("containerd").version
+    assert host.check_output("containerd --version").split()[2].lstrip("v").startswith("2.")
+    # only containerd came from sid (the pin): runc is trixie's
+    madison = [[c.strip() for c in line.split("|")] for line in host.check_output("apt-cache madison runc").splitlines()]
+    sid_versions = {row[1] for row in madison if " sid/" in row[2]}
+    assert host.package("runc").version not in sid_versions
+
+
+def test_containerd_active(host):
+    svc = host.service("containerd")
+    assert svc.is_running and svc.is_enabled
+
+
+def test_toolkit_pinned(host):
+    assert checks.package_versions(host, TOOLKIT) == {p: PINNED for p in TOOLKIT}
+
+
+def test_dropin_written_and_imported(host):
+    dropin = host.file(DROPIN)
+    assert dropin.is_file and dropin.user == "root" and dropin.mode & 0o022 == 0
+    main = tomllib.loads(host.file(CONFIG).content_string)
+    drop = tomllib.loads(dropin.content_string)
+    assert DROPIN in main.get("imports", [])
+    # an imported file's version may not be above the main file's
+    assert drop.get("version", main.get("version")) <= main.get("version", 3)
+    assert "nvidia" in dropin.content_string
+    # the main file holds no nvidia table of its own
+    assert "nvidia-container-runtime" not in host.file(CONFIG).content_string
+
+
+def test_handler_in_effective_config(host):
+    runtimes = _runtimes(host)
+    assert "runc" in runtimes and "nvidia" in runtimes
+    nvidia, runc = runtimes["nvidia"], runtimes["runc"]
+    assert nvidia["runtime_type"] == "io.containerd.runc.v2"
+    assert nvidia["options"]["BinaryName"] == "/usr/bin/nvidia-container-runtime"
+    assert nvidia["options"].get("SystemdCgroup", False) == runc.get("options", {}).get("SystemdCgroup", False)
+
+
+def test_cri_plugin_ok(host):
+    assert checks.cri_status(host) == "ok"
+
+
+def test_restarted_exactly_once(host):
+    """The module restarted containerd in converge; neither idempotence nor check mode did again."""
+    before = _state(host, "/var/lib/gpuops-test/containerd-before")
+    now = dict(line.split("=", 1) for line in
+               host.check_output("systemctl show containerd -p MainPID -p InvocationID").splitlines())
+    assert now["MainPID"] != before["MainPID"]
+    assert now["InvocationID"] != before["InvocationID"]
+    assert _starts(host) == int(before["Starts"]) + 1
+
+
+def test_standin_runtime_log_empty(host):
+    """Nothing ran through the NVIDIA runtime yet: configuring it must not start containers."""
+    assert checks.runtime_calls(host) == []
+
+
+def test_container_runs_through_standin_runtime(host):
+    """The live daemon starts a container through the stand-in runtime, which logs it (runs last)."""
+    res = checks.ctr_run_with(host, "/usr/bin/nvidia-container-runtime", "echo", "hello", name="c2-probe")
+    assert res.rc == 0, res.stderr
+    assert res.stdout.strip() == "hello"
+    verbs = [c[1] for c in checks.runtime_calls(host) if c[2] == "c2-probe"]
+    assert "create" in verbs and "start" in verbs
+    host.run("truncate -s 0 %s", checks.RUNTIME_LOG)

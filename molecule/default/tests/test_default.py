@@ -1,0 +1,107 @@
+"""default: Debian bookworm's containerd 1.6 under systemd, configured in place by the role."""
+import tomllib
+
+import checks
+
+TOOLKIT = ["nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools",
+           "libnvidia-container1"]
+PINNED = "1.17.8-1"
+CONFIG = "/etc/containerd/config.toml"
+CRI = 'io.containerd.grpc.v1.cri'
+
+
+def _dump(host):
+    return tomllib.loads(host.check_output("containerd --config %s config dump", CONFIG))
+
+
+def _runtimes(host):
+    return _dump(host)["plugins"][CRI]["containerd"]["runtimes"]
+
+
+def _state(host, path):
+    return dict(line.split("=", 1) for line in host.file(path).content_string.splitlines() if "=" in line)
+
+
+def _starts(host):
+    out = host.check_output("journalctl -u containerd -o cat --no-pager")
+    return sum("containerd successfully booted" in line for line in out.splitlines())
+
+
+def test_system_running(host):
+    state = checks.system_state(host)
+    assert state in ("running", "degraded"), (state, checks.failed_units(host))
+
+
+def test_containerd_is_debian_16(host):
+    assert host.package("containerd").version.startswith("1.6.")
+
+
+def test_containerd_active(host):
+    svc = host.service("containerd")
+    assert svc.is_running and svc.is_enabled
+
+
+def test_toolkit_pinned(host):
+    assert checks.package_versions(host, TOOLKIT) == {p: PINNED for p in TOOLKIT}
+    pin = host.file("/etc/apt/preferences.d/nvidia-container-toolkit.pref")
+    assert pin.exists and "1.17.8-1" in pin.content_string
+
+
+def test_repo_signed_by(host):
+    sources = host.file("/etc/apt/sources.list.d/nvidia-container-toolkit.sources")
+    assert sources.is_file and sources.mode == 0o644
+    assert "Signed-By: /etc/apt/keyrings/" in sources.content_string
+    assert "127.0.0.1" in sources.content_string
+
+
+def test_config_in_place_no_dropin(host):
+    cfg = host.file(CONFIG)
+    assert cfg.is_file and cfg.user == "root"
+    assert cfg.mode & 0o022 == 0
+    assert not host.file("/etc/containerd/conf.d/99-nvidia.toml").exists
+    assert "imports" not in tomllib.loads(cfg.content_string) or not tomllib.loads(cfg.content_string)["imports"]
+
+
+def test_handler_in_effective_config(host):
+    runtimes = _runtimes(host)
+    assert "runc" in runtimes and "nvidia" in runtimes
+    nvidia, runc = runtimes["nvidia"], runtimes["runc"]
+    assert nvidia["runtime_type"] == "io.containerd.runc.v2"
+    assert nvidia["options"]["BinaryName"] == "/usr/bin/nvidia-container-runtime"
+    assert nvidia["options"].get("SystemdCgroup", False) == runc.get("options", {}).get("SystemdCgroup", False)
+    assert _dump(host)["plugins"][CRI]["containerd"]["default_runtime_name"] == "runc"
+
+
+def test_cri_plugin_ok(host):
+    assert checks.cri_status(host) == "ok"
+
+
+def test_restarted_exactly_once(host):
+    """The module restarted containerd in converge; neither idempotence nor check mode did again."""
+    before = _state(host, "/var/lib/gpuops-test/containerd-before")
+    now = dict(line.split("=", 1) for line in
+               host.check_output("systemctl show containerd -p MainPID -p InvocationID").splitlines())
+    assert now["MainPID"] != before["MainPID"]
+    assert now["InvocationID"] != before["InvocationID"]
+    assert _starts(host) == int(before["Starts"]) + 1
+
+
+def test_toolkit_config(host):
+    cfg = host.file("/etc/nvidia-container-runtime/config.toml")
+    assert cfg.is_file
+    assert tomllib.loads(cfg.content_string)["nvidia-container-runtime"]["runtimes"][0] in ("docker-runc", "runc")
+
+
+def test_standin_runtime_log_empty(host):
+    """Nothing ran through the NVIDIA runtime yet: configuring it must not start containers."""
+    assert checks.runtime_calls(host) == []
+
+
+def test_container_runs_through_standin_runtime(host):
+    """The live daemon starts a container through the stand-in runtime, which logs it (runs last)."""
+    res = checks.ctr_run_with(host, "/usr/bin/nvidia-container-runtime", "echo", "hello", name="default-probe")
+    assert res.rc == 0, res.stderr
+    assert res.stdout.strip() == "hello"
+    verbs = [c[1] for c in checks.runtime_calls(host) if c[2] == "default-probe"]
+    assert "create" in verbs and "start" in verbs
+    host.run("truncate -s 0 %s", checks.RUNTIME_LOG)
