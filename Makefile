@@ -4,7 +4,8 @@
 #   make test   venv + pinned deps, real containerd builds, unit + integration tests, ansible-lint
 #   make demo   venv + deps, then ansible-playbook playbooks/demo.yml with this collection
 #
-# Also: make unit | integration | lint | sanity | venv | deps | collection | fetch | clean | distclean
+# Also: make unit | integration | lint | sanity | molecule | venv | deps | collection | fetch | clean | distclean
+#   make molecule  podman + systemd scenarios (MOLECULE_SCENARIOS='default k3s_layout')
 #   make sanity  ansible-test sanity on a copy of the checkout (SANITY_ARGS='--test pylint')
 # Knobs: PYTHON=python3.12  PYTEST_ARGS='-k foo -x'  DEMO_ARGS='-v'  GPUOPS_CACHE=/path
 
@@ -34,7 +35,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(BUILD)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help test unit integration lint sanity demo venv deps collection fetch clean distclean
+.PHONY: help test unit integration lint sanity molecule demo venv deps collection fetch clean distclean
+MOLECULE_SCENARIOS ?= smoke default containerd2 k0s_bootstrap k3s_layout crio_layout
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -101,13 +103,21 @@ endef
 test: deps collection fetch
 	@lint_rc=0; $(MAKE) lint-only || lint_rc=$$?
 	sanity_rc=0; $(MAKE) sanity || sanity_rc=$$?
+	molecule_rc=0; $(MAKE) molecule || molecule_rc=$$?
 	echo "== pytest tests/ (unit + integration)"
 	$(call run_pytest,tests)
 	if [ $$lint_rc -ne 0 ]; then echo "error: ansible-lint failed (exit $$lint_rc), see above" >&2; fi
 	if [ $$sanity_rc -ne 0 ]; then echo "error: ansible-test sanity failed (exit $$sanity_rc), see above" >&2; fi
+	if [ $$molecule_rc -ne 0 ]; then echo "error: molecule failed (exit $$molecule_rc), see above" >&2; fi
 	if [ $$rc -ne 0 ]; then echo "error: pytest failed (exit $$rc)" >&2; exit $$rc; fi
 	if [ $$lint_rc -ne 0 ]; then exit $$lint_rc; fi
-	exit $$sanity_rc
+	if [ $$sanity_rc -ne 0 ]; then exit $$sanity_rc; fi
+	exit $$molecule_rc
+
+# Molecule scenarios on podman with real systemd (images and the stand-in repo built and cached)
+molecule: deps collection
+	@echo "== molecule ($(MOLECULE_SCENARIOS))"
+	scripts/run-molecule.sh $(MOLECULE_SCENARIOS)
 
 # ansible-test sanity (validate-modules, pylint, pep8, shellcheck, import/compile on every Python here)
 sanity: deps
