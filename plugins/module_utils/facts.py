@@ -680,13 +680,19 @@ def _containerd_version(node, e, path, dpkg=None):
             e["version"], e["version_source"] = v, "dpkg:%s" % pkg
 
 
+def _daemon_binary(node, unit_file, name):
+    """The unit's ExecStart program when it is ``name`` and executable, else ``name`` in the usual folders."""
+    binary = _unit_exec(node, unit_file)
+    if binary and binary.endswith("/" + name) and node.executable(binary):
+        return binary
+    return node.find(name, ("/usr/local/bin", "/usr/bin"))
+
+
 def engine_containerd(node):
     e = _new_engine("containerd")
     e["units"] = ["containerd"]
     unit, unit_file = _unit_file(node, e["units"])
-    binary = _unit_exec(node, unit_file)
-    if not (binary and binary.endswith("/containerd") and node.executable(binary)):
-        binary = node.find("containerd", ("/usr/local/bin", "/usr/bin"))
+    binary = _daemon_binary(node, unit_file, "containerd")
     if not binary and not unit_file:
         return None
     e["binary"] = binary
@@ -864,9 +870,7 @@ def engine_crio(node):
     e = _new_engine("crio")
     e["units"] = ["crio"]
     unit, unit_file = _unit_file(node, e["units"])
-    binary = _unit_exec(node, unit_file)
-    if not (binary and binary.endswith("/crio") and node.executable(binary)):
-        binary = node.find("crio", ("/usr/local/bin", "/usr/bin"))
+    binary = _daemon_binary(node, unit_file, "crio")
     if not binary and not unit_file:
         return None
     e["binary"] = binary
@@ -903,9 +907,7 @@ def engine_docker(node):
     e = _new_engine("docker")
     e["units"] = ["docker"]
     unit, unit_file = _unit_file(node, e["units"])
-    binary = _unit_exec(node, unit_file)
-    if not (binary and binary.endswith("/dockerd") and node.executable(binary)):
-        binary = node.find("dockerd", ("/usr/local/bin", "/usr/bin"))
+    binary = _daemon_binary(node, unit_file, "dockerd")
     if not binary and not unit_file:
         return None
     e["binary"] = binary
