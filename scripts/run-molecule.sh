@@ -41,6 +41,15 @@ for s in "${scenarios[@]}"; do
   [ -f "molecule/$s/molecule.yml" ] || { echo "run-molecule: no scenario molecule/$s" >&2; exit 2; }
 done
 
+# One molecule run (or bench run) at a time on this machine: the nodes share the host's network and the
+# stand-in repository's port.  GPUOPS_PODMAN_LOCK is the lock file (bench/ takes the same one).
+lock="${GPUOPS_PODMAN_LOCK:-/tmp/gpuops-nvidia-podman.lock}"
+exec 9>"$lock"
+if ! flock -n 9; then
+  echo "== run-molecule: waiting for another molecule/bench run ($lock)"
+  flock 9
+fi
+
 t0=$(date +%s)
 echo "== run-molecule: collection path, test images, stand-in repository"
 scripts/collection-path.sh >/dev/null || exit 2
