@@ -115,3 +115,52 @@ def ctr_run_with(host, runtime_binary: str, *cmd: str, address: str = "/run/cont
     argv = [ctr, "--address", address, "run", "--rm", "--runc-binary", runtime_binary,
             "--rootfs", rootfs, name, "/bin/busybox"] + list(cmd or ("true",))
     return host.run(" ".join(shlex.quote(a) for a in argv))
+
+
+# --- kubelet's RunPodSandbox through the nvidia handler (molecule/shared/cri_probe.py) -------------------
+
+SEED_PHRASE = 'no runtime for "nvidia" is configured'
+
+
+def cri_before(host) -> dict:
+    """What prepare's probe got before the role ran (``cri-before-<node>.json`` in the ephemeral dir)."""
+    import json
+    import os
+    import pathlib
+
+    path = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / ("cri-before-%s.json" % host.backend.name)
+    return json.loads(path.read_text())
+
+
+def cri_probe_now(host, handler: str = "nvidia") -> dict:
+    """RunPodSandbox(handler) against the node's containerd now, then stop and remove it."""
+    import cri_probe  # beside this file; needs grpcio (the project venv)
+
+    return cri_probe.probe(host.backend.name, handler)
+
+
+def assert_seed_failure(before: dict, exact: str) -> None:
+    """The error kubelet gets before the role: gRPC UNKNOWN whose details match ``exact`` (a regex)."""
+    import re
+
+    assert before["ok"] is False, before
+    assert before["code"] == "UNKNOWN", before
+    assert SEED_PHRASE in before["details"] and re.fullmatch(exact, before["details"]), before["details"]
+    assert before["left"] == [], before
+
+
+def assert_sandbox_through_standin(after: dict) -> None:
+    """A READY sandbox with handler nvidia, whose process is the local pause image's entrypoint, created
+    and started by the stand-in nvidia-container-runtime, then stopped and removed (nothing left)."""
+    assert after["ok"] is True, after
+    sid = after["sandbox_id"]
+    assert after["listed"]["state"] == "SANDBOX_READY" and after["listed"]["runtime_handler"] == "nvidia"
+    assert after["status"]["state"] == "SANDBOX_READY" and after["status"]["runtime_handler"] == "nvidia"
+    assert after["status"]["image"] == after["image"]["name"]
+    assert after["cmdline"] == ["/bin/busybox", "sleep", "infinity"], after["cmdline"]
+    calls = after["standin_calls"]
+    creates = [c for c in calls if "create" in c]
+    assert creates and creates[0][1] == "nvidia-container-runtime" and creates[0][-1] == sid, calls
+    assert any("start" in c and c[-1] == sid for c in calls), calls
+    assert after["stopped_state"] == "SANDBOX_NOTREADY", after["stopped_state"]
+    assert after["left"] == [], after["left"]

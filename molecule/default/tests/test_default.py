@@ -97,6 +97,17 @@ def test_standin_runtime_log_empty(host):
     assert checks.runtime_calls(host) == []
 
 
+def test_pod_sandbox_before_the_role_failed_like_kubelet(host):
+    """prepare.yml asked CRI for a sandbox through the nvidia handler before the role: the seed error."""
+    checks.assert_seed_failure(checks.cri_before(host),
+                               r'failed to get sandbox runtime: no runtime for "nvidia" is configured')
+
+
+def test_pod_sandbox_through_the_nvidia_handler(host):
+    """Now kubelet's RunPodSandbox(nvidia) starts a sandbox, and the stand-in runtime is what ran it."""
+    checks.assert_sandbox_through_standin(checks.cri_probe_now(host))
+
+
 def test_container_runs_through_standin_runtime(host):
     """The live daemon starts a container through the stand-in runtime, which logs it (runs last)."""
     res = checks.ctr_run_with(host, "/usr/bin/nvidia-container-runtime", "echo", "hello", name="default-probe")
