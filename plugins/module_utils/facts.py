@@ -51,14 +51,16 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
     HAS_TOMLKIT, TomlEditError, parse as toml_parse,
 )
 
-if HAS_TOMLKIT:  # containerd.py imports tomlkit unconditionally
+if HAS_TOMLKIT:  # containerd.py and crio.py import tomlkit unconditionally
     from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import (
         CRI_PATHS, CRI_PLUGIN_IDS, read_binary_version,
     )
+    from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as crio_rules
 else:  # pragma: no cover - exercised on nodes without tomlkit (then no TOML is read at all)
     CRI_PATHS = {}
     CRI_PLUGIN_IDS = ()
     read_binary_version = None
+    crio_rules = None
 
 NVIDIA_VENDOR = 0x10de
 DISTRIBUTIONS = ("k0s", "k3s", "rke2", "microk8s")
@@ -880,25 +882,31 @@ def engine_crio(node):
     e["drop_in_dir"] = "/etc/crio/crio.conf.d"
     e["drop_in_dir_loaded"] = True
     e["drop_ins"] = node.walk_files(e["drop_in_dir"])
-    runtimes = {}
-    default = None
+    docs = []
     for f in ([e["config"]] if e["config_exists"] else []) + e["drop_ins"]:
         d = _load_toml(node, f, e)
-        if d is None:
-            continue
-        rt = _get(d, ("crio", "runtime")) or {}
-        for name, table in (rt.get("runtimes") or {}).items():
-            path = table.get("runtime_path") if isinstance(table, dict) else None
-            runtimes[name] = path if isinstance(path, str) else None
-        if isinstance(rt.get("default_runtime"), str) and rt["default_runtime"]:
-            default = rt["default_runtime"]
+        if d is not None:
+            docs.append((f, d))
     if HAS_TOMLKIT and not e["config_error"]:
+        # the module's merge rules (crio.py), over the files as found under the facts' root
+        try:
+            m = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", e["version"] or "")
+            version = tuple(int(x) for x in m.groups()) if m else None
+            view = crio_rules.merge_view(docs, crio_rules.builtin_default(version))
+        except crio_rules.EngineError as err:
+            e["config_error"] = str(err)
+            node.warnings.append("crio: %s" % err)
+            view = None
+    if HAS_TOMLKIT and not e["config_error"]:
+        runtimes = dict((name, table.get("runtime_path") if isinstance(table.get("runtime_path"), str) else None)
+                        for name, table in view.runtimes.items() if view.origin.get(name) != crio_rules.BUILTIN)
         nvidia = sorted(n for n in runtimes if n.startswith("nvidia"))
         e["runtimes"] = sorted(runtimes)
         e["nvidia_runtimes"] = nvidia
         e["nvidia_binaries"] = dict((n, runtimes[n]) for n in nvidia)
         e["nvidia_configured"] = bool(nvidia)
-        e["default_runtime"] = default  # None: no file sets it, CRI-O's built-in default applies
+        # None: no file sets it, CRI-O's built-in default applies
+        e["default_runtime"] = view.default if view.default_origin != crio_rules.BUILTIN and view.default else None
     _activity(node, e, ["/var/run/crio/crio.sock", "/run/crio/crio.sock"])
     return e
 

@@ -553,6 +553,16 @@ def test_crio_default_runtime_unset(tree):
     assert e["default_runtime"] is None and e["nvidia_configured"] is False
 
 
+def test_crio_uses_the_module_rules_for_a_bad_shape(tree):
+    """A value where CRI-O needs a table: the facts say what the module would refuse, not a guess."""
+    faketree.crio(tree, nvidia=False)
+    tree.file("/etc/crio/crio.conf.d/20-bad.conf", "[crio.runtime.runtimes]\nnvidia = \"/usr/bin/x\"\n")
+    f, warnings = gather(tree)
+    e = f["engines"]["crio"]
+    assert "20-bad.conf" in e["config_error"] and "must be a table" in e["config_error"]
+    assert e["nvidia_configured"] is None and any("must be a table" in w for w in warnings)
+
+
 def test_crio_beats_containerd_io(tree):
     faketree.containerd_io(tree)
     faketree.crio(tree)
