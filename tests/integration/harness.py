@@ -65,6 +65,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import grpc
 
+from ansible_collections.gpuops.nvidia.plugins.module_utils.service import wait_until
+
 try:  # imported both as a plain module (sys.path) and as tests.integration.harness
     from . import cri_client  # type: ignore
 except ImportError:  # pragma: no cover
@@ -337,15 +339,9 @@ class MountNamespace:
 # ---------------------------------------------------------------------------------------------------
 
 def _poll(predicate, timeout: float, interval: float = 0.02):
-    """Call ``predicate()`` until it returns a truthy value or the deadline passes (returns None)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(interval)
+    """Call ``predicate()`` until it returns a truthy value or the deadline passes (then a falsy value):
+    the module's own wait (``service.wait_until``), polled finer for the tests."""
+    return wait_until(predicate, timeout, interval)
 
 
 def _rpc_code(e: Exception) -> Optional[grpc.StatusCode]:
