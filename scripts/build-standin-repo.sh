@@ -18,6 +18,10 @@
 #                                           (apt: "deb [signed-by=K] http://127.0.0.1:PORT/stable/deb/$(ARCH) /")
 #   driver/deb/<arch>/                      flat repo: nvidia-driver, nvidia-smi, firmware-misc-nonfree,
 #                                           linux-headers-<arch> stand-ins (what Debian's non-free would give)
+#   cuda/repos/debian12/<cuda arch>/        flat repo shaped like NVIDIA's CUDA repository (cuda arch: x86_64,
+#                                           sbsa): cuda-keyring_1.1-1_all.deb, cuda-drivers[-<branch>],
+#                                           nvidia-open[-<branch>], nvidia-driver, nvidia-smi; debian13 is a
+#                                           symlink to the same folder (nothing in it is release-specific)
 #   gpuops-standin.json                     what was built (inputs hash, packages): the server check reads it
 # Each flat repo has Packages(.gz), Release, InRelease and Release.gpg signed with a throwaway key that is
 # generated once (batch, no passphrase) in $GPUOPS_CACHE/standin-repo/gnupg.
@@ -71,7 +75,7 @@ ensure_key() {
 # --------------------------------------------------------------------------- inputs
 inputs_hash() { # fpr arch
   {
-    echo "$1 $2"
+    echo "$1 $2 $url"
     sha256sum "$here/build-standin-repo.sh" | cut -d' ' -f1
     (cd "$src" && find . -name __pycache__ -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
     (cd "$src" && find . -type l -printf '%p -> %l\n' | LC_ALL=C sort)
@@ -81,7 +85,8 @@ inputs_hash() { # fpr arch
 
 # --------------------------------------------------------------------------- build
 subst() { # file version upstream arch   (in place)
-  sed -i -e "s|@VERSION@|$2|g" -e "s|@UPSTREAM@|$3|g" -e "s|@ARCH@|$4|g" "$1"
+  sed -i -e "s|@VERSION@|$2|g" -e "s|@UPSTREAM@|$3|g" -e "s|@BRANCH@|${3%%.*}|g" -e "s|@ARCH@|$4|g" \
+    -e "s|@STANDIN_URL@|$url|g" "$1"
 }
 
 build_deb() { # pkgdir version arch outdir
@@ -89,6 +94,8 @@ build_deb() { # pkgdir version arch outdir
   upstream=${version%-*}
   st=$(mktemp -d "$tmp/pkg.XXXXXX")
   [ -d "$pdir/root" ] && cp -a "$pdir/root/." "$st/"
+  # KEYRING: the path where the package ships the repository's public key (binary, for signed-by=)
+  [ -f "$pdir/KEYRING" ] && install -D -m 0644 "$tmp/keyring.gpg" "$st/$(cat "$pdir/KEYRING")"
   find "$st" -name __pycache__ -prune -exec rm -rf {} +
   mkdir -p "$st/DEBIAN"
   cp "$pdir/control" "$st/DEBIAN/control"
@@ -143,29 +150,41 @@ build() {
   log "building the stand-in repository ($want) from $src"
   tmp=$(mktemp -d "$dir/tmp.XXXXXX")
   trap 'rm -rf "$tmp"; cleanup_agent' EXIT
-  local new="$tmp/www" pdir repo v pkgs=()
+  local new="$tmp/www" pdir repo repos v cuda_arch pkgs=()
+  case "$arch" in amd64) cuda_arch=x86_64 ;; arm64) cuda_arch=sbsa ;; *) cuda_arch=$arch ;; esac
   mkdir -p "$new"
+  gpg --batch --armor --export "$fpr" >"$new/gpgkey"
+  gpg --batch --export "$fpr" >"$new/nvidia-container-toolkit-keyring.gpg"
+  cp "$new/nvidia-container-toolkit-keyring.gpg" "$tmp/keyring.gpg"
   for pdir in "$src"/*/; do
     pdir=${pdir%/}
     [ -f "$pdir/control" ] || continue
-    repo=$(cat "$pdir/REPO")
-    case "$repo" in toolkit) repo="stable/deb/$arch" ;; driver) repo="driver/deb/$arch" ;; *) die "$pdir/REPO: unknown repo '$repo'" ;; esac
-    mkdir -p "$new/$repo"
-    while read -r v; do
-      [ -n "$v" ] || continue
-      build_deb "$pdir" "$v" "$arch" "$new/$repo"
-    done <"$pdir/VERSIONS"
+    read -r -a repos <"$pdir/REPO"
+    for repo in "${repos[@]}"; do
+      case "$repo" in
+        toolkit) repo="stable/deb/$arch" ;;
+        driver) repo="driver/deb/$arch" ;;
+        cuda) repo="cuda/repos/debian12/$cuda_arch" ;;
+        *) die "$pdir/REPO: unknown repo '$repo'" ;;
+      esac
+      mkdir -p "$new/$repo"
+      while read -r v; do
+        [ -n "$v" ] || continue
+        build_deb "$pdir" "$v" "$arch" "$new/$repo"
+      done <"$pdir/VERSIONS"
+    done
   done
   index_repo "$new/stable/deb/$arch" "$arch" "STAND-IN nvidia-container-toolkit (not NVIDIA software)"
   index_repo "$new/driver/deb/$arch" "$arch" "STAND-IN NVIDIA driver (not NVIDIA or Debian software)"
-  gpg --batch --armor --export "$fpr" >"$new/gpgkey"
-  gpg --batch --export "$fpr" >"$new/nvidia-container-toolkit-keyring.gpg"
+  index_repo "$new/cuda/repos/debian12/$cuda_arch" "$arch" "STAND-IN NVIDIA CUDA repository (not NVIDIA software)"
+  ln -s debian12 "$new/cuda/repos/debian13"
   mapfile -t pkgs < <(cd "$new" && find . -name '*.deb' | sed 's|^\./||' | LC_ALL=C sort)
   python3 - "$new/gpuops-standin.json" "$want" "$fpr" "$arch" "${pkgs[@]}" <<'EOF'
 import json, sys
 out, inputs, fpr, arch, debs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 json.dump({"inputs": inputs, "key_fingerprint": fpr, "arch": arch,
            "toolkit_repo": "stable/deb/" + arch, "driver_repo": "driver/deb/" + arch,
+           "cuda_repo_base": "cuda/repos",
            "packages": debs, "note": "STAND-IN packages for the gpuops.nvidia tests, not NVIDIA software"},
           open(out, "w"), indent=1)
 EOF
