@@ -530,6 +530,7 @@ def test_audit_playbook_reports_would_change_and_writes_nothing(tmp_path, builds
     config = default_config(build, sb / "etc/containerd/config.toml")
     ev = containerd_vars(sb, build, config)
     ev["ansible_become"] = False
+    ev["nvidia_runtime_audit_dir"] = str(tmp_path / "audit")
     inv = localhost_inventory(tmp_path)
     audit = REPO_ROOT / "playbooks/audit.yml"
     before = tree(sb)
@@ -540,8 +541,32 @@ def test_audit_playbook_reports_would_change_and_writes_nothing(tmp_path, builds
     assert re.search(r"localhost: engine=containerd gpus=0 driver=not-loaded toolkit=not-installed "
                      r"handler=\S+ default=\S+ would_change=True", out), out[-4000:]
 
+    report = json.loads((tmp_path / "audit/report.json").read_text())
+    (row,) = report["hosts"]
+    assert (row["host"], row["state"], row["drift"], row["engine"], row["handler_present"]) == (
+        "localhost", "unconfigured", True, "containerd", None)   # the facts do not read the sandbox config
+    assert {c["file"]: c["change"] for c in row["changes"]} == {
+        str(config): "modify", str(config.parent / "conf.d/99-nvidia.toml"): "create"}
+    assert report["summary"]["unconfigured"] == 1
+
     rc, out, err, dummy = run_role(sb, ev)          # a real run
     assert_ok(rc, out, err)
     rc, out, err = run_playbook(audit, extravars=ev, inventory=inv)
     assert_ok(rc, out, err)
     assert "would_change=False" in out and "ERROR=" not in out
+    (row,) = json.loads((tmp_path / "audit/report.json").read_text())["hosts"]
+    assert (row["state"], row["drift"], row["changes"], row["handlers"]) == ("configured", False, [], ["nvidia"])
+    assert "| localhost | configured | containerd 2.1" in (tmp_path / "audit/report.md").read_text()
+
+    # an unreachable host still gets a row; fail_on_drift fails after writing the report, naming it
+    inv.write_text(yaml.safe_dump({"all": {"children": {"gpu_nodes": {"hosts": {
+        "localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        "ghost.invalid": {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9,
+                          "ansible_ssh_common_args": "-o ConnectTimeout=3"}}}}}}))
+    configured = tree(sb)
+    rc, out, err = run_playbook(audit, extravars=dict(ev, nvidia_runtime_audit_fail_on_drift=True), inventory=inv)
+    assert rc != 0 and "1 host(s) not as a real run would leave them: ghost.invalid (error)" in out, out[-4000:]
+    assert tree(sb) == configured
+    report = json.loads((tmp_path / "audit/report.json").read_text())
+    assert [(r["host"], r["state"]) for r in report["hosts"]] == [("ghost.invalid", "error"), ("localhost", "configured")]
+    assert report["hosts"][0]["error"].startswith("unreachable: ")
