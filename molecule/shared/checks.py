@@ -117,6 +117,47 @@ def ctr_run_with(host, runtime_binary: str, *cmd: str, address: str = "/run/cont
     return host.run(" ".join(shlex.quote(a) for a in argv))
 
 
+# --- containerd under systemd: effective config, restarts, a container through the stand-in ------------
+
+CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+CONTAINERD_BEFORE = "/var/lib/gpuops-test/containerd-before"
+
+
+def config_dump(host, config: str = CONTAINERD_CONFIG) -> dict:
+    """``containerd --config CONFIG config dump``, parsed: the configuration the daemon would run."""
+    import tomllib
+
+    return tomllib.loads(host.check_output("containerd --config %s config dump", config))
+
+
+def containerd_starts(host) -> int:
+    """How often containerd booted on this node (its "successfully booted" lines in the journal)."""
+    out = host.check_output("journalctl -u containerd -o cat --no-pager")
+    return sum("containerd successfully booted" in line for line in out.splitlines())
+
+
+def assert_restarted_exactly_once(host, before_path: str = CONTAINERD_BEFORE) -> None:
+    """containerd was restarted once since prepare recorded ``before_path`` (MainPID, InvocationID and
+    the journal's start count): the converge restarted it, idempotence and check mode did not."""
+    before = dict(line.split("=", 1) for line in host.file(before_path).content_string.splitlines() if "=" in line)
+    now = dict(line.split("=", 1) for line in
+               host.check_output("systemctl show containerd -p MainPID -p InvocationID").splitlines())
+    assert now["MainPID"] != before["MainPID"]
+    assert now["InvocationID"] != before["InvocationID"]
+    assert containerd_starts(host) == int(before["Starts"]) + 1
+
+
+def assert_container_runs_through_standin(host, name: str) -> None:
+    """A busybox container started by the live containerd with the stand-in runtime as its runc binary:
+    its output comes back and the stand-in logged create/start for it.  Empties the log afterwards."""
+    res = ctr_run_with(host, "/usr/bin/nvidia-container-runtime", "echo", "hello", name=name)
+    assert res.rc == 0, res.stderr
+    assert res.stdout.strip() == "hello"
+    verbs = [c[1] for c in runtime_calls(host) if c[2] == name]
+    assert "create" in verbs and "start" in verbs
+    host.run("truncate -s 0 %s", RUNTIME_LOG)
+
+
 # --- kubelet's RunPodSandbox through the nvidia handler (molecule/shared/cri_probe.py) -------------------
 
 SEED_PHRASE = 'no runtime for "nvidia" is configured'

@@ -28,13 +28,17 @@ import pathlib
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "integration"))
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path.insert(0, str(ROOT / ".build"))     # the checkout as ansible_collections/gpuops/nvidia
 import cri_client  # noqa: E402  pylint: disable=wrong-import-position
 import grpc  # noqa: E402  pylint: disable=wrong-import-position
 import oci_image  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.gpuops.nvidia.plugins.module_utils.service import (  # noqa: E402  pylint: disable=wrong-import-position
+    wait_until,
+)
 
 SOCKET = "/run/containerd/containerd.sock"
 RUNTIME_LOG = "/var/log/nvidia-container-runtime-standin.log"
@@ -61,16 +65,6 @@ def sandbox_image(container: str) -> str:
     return plugins["io.containerd.grpc.v1.cri"]["sandbox_image"]
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy or ``timeout`` passes; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
 def ensure_image(container: str, sock: str, name: str) -> dict:
     """Import the locally built pause image under ``name`` unless CRI already has it."""
     status = cri_client.image_status(sock, name)
@@ -82,7 +76,7 @@ def ensure_image(container: str, sock: str, name: str) -> dict:
         image = oci_image.build_pause_image(pathlib.Path(tmp) / "pause.tar", busybox, name=name)
         podman("cp", str(image.path), "%s:%s" % (container, IMAGE_IN_NODE))
     podman("exec", container, "ctr", "-n", "k8s.io", "images", "import", IMAGE_IN_NODE)
-    status = wait_for(lambda: cri_client.image_status(sock, name), 10)
+    status = wait_until(lambda: cri_client.image_status(sock, name), 10, 0.05)
     if not status or status["id"] != image.config_digest:
         raise SystemExit("cri_probe: CRI does not list the imported image %s: %r" % (name, status))
     return {"name": name, "imported": True, "id": status["id"], "entrypoint": list(image.entrypoint)}
@@ -117,9 +111,10 @@ def probe(container: str, handler: str = "nvidia", name: str = "gpu-pod") -> dic
     cmdline = podman("exec", container, "cat", "/proc/%s/cmdline" % pid, check=False).stdout
     out["cmdline"] = [a for a in cmdline.split("\0") if a]
     cri_client.stop_pod_sandbox(sock, sid)
-    out["stopped_state"] = wait_for(
-        lambda: (cri_client.list_pod_sandbox(sock, sandbox_id=sid) or [{}])[0].get("state") == "SANDBOX_NOTREADY"
-        and "SANDBOX_NOTREADY", 30) or cri_client.list_pod_sandbox(sock, sandbox_id=sid)
+    # 2.x updates the listed state from the task-exit event, after StopPodSandbox returned: poll, as kubelet does
+    wait_until(lambda: (cri_client.list_pod_sandbox(sock, sandbox_id=sid) or [{}])[0].get("state")
+               == "SANDBOX_NOTREADY", 30, 0.05)
+    out["stopped_state"] = (cri_client.list_pod_sandbox(sock, sandbox_id=sid) or [{}])[0].get("state")
     cri_client.remove_pod_sandbox(sock, sid)
     out["left"] = cri_client.list_pod_sandbox(sock)
     out["standin_calls"] = standin_lines(container, sid)

@@ -10,21 +10,8 @@ CONFIG = "/etc/containerd/config.toml"
 CRI = 'io.containerd.grpc.v1.cri'
 
 
-def _dump(host):
-    return tomllib.loads(host.check_output("containerd --config %s config dump", CONFIG))
-
-
 def _runtimes(host):
-    return _dump(host)["plugins"][CRI]["containerd"]["runtimes"]
-
-
-def _state(host, path):
-    return dict(line.split("=", 1) for line in host.file(path).content_string.splitlines() if "=" in line)
-
-
-def _starts(host):
-    out = host.check_output("journalctl -u containerd -o cat --no-pager")
-    return sum("containerd successfully booted" in line for line in out.splitlines())
+    return checks.config_dump(host)["plugins"][CRI]["containerd"]["runtimes"]
 
 
 def test_system_running(host):
@@ -69,7 +56,7 @@ def test_handler_in_effective_config(host):
     assert nvidia["runtime_type"] == "io.containerd.runc.v2"
     assert nvidia["options"]["BinaryName"] == "/usr/bin/nvidia-container-runtime"
     assert nvidia["options"].get("SystemdCgroup", False) == runc.get("options", {}).get("SystemdCgroup", False)
-    assert _dump(host)["plugins"][CRI]["containerd"]["default_runtime_name"] == "runc"
+    assert checks.config_dump(host)["plugins"][CRI]["containerd"]["default_runtime_name"] == "runc"
 
 
 def test_cri_plugin_ok(host):
@@ -78,12 +65,7 @@ def test_cri_plugin_ok(host):
 
 def test_restarted_exactly_once(host):
     """The module restarted containerd in converge; neither idempotence nor check mode did again."""
-    before = _state(host, "/var/lib/gpuops-test/containerd-before")
-    now = dict(line.split("=", 1) for line in
-               host.check_output("systemctl show containerd -p MainPID -p InvocationID").splitlines())
-    assert now["MainPID"] != before["MainPID"]
-    assert now["InvocationID"] != before["InvocationID"]
-    assert _starts(host) == int(before["Starts"]) + 1
+    checks.assert_restarted_exactly_once(host)
 
 
 def test_toolkit_config(host):
@@ -110,9 +92,4 @@ def test_pod_sandbox_through_the_nvidia_handler(host):
 
 def test_container_runs_through_standin_runtime(host):
     """The live daemon starts a container through the stand-in runtime, which logs it (runs last)."""
-    res = checks.ctr_run_with(host, "/usr/bin/nvidia-container-runtime", "echo", "hello", name="default-probe")
-    assert res.rc == 0, res.stderr
-    assert res.stdout.strip() == "hello"
-    verbs = [c[1] for c in checks.runtime_calls(host) if c[2] == "default-probe"]
-    assert "create" in verbs and "start" in verbs
-    host.run("truncate -s 0 %s", checks.RUNTIME_LOG)
+    checks.assert_container_runs_through_standin(host, "default-probe")
