@@ -7,6 +7,7 @@
 # Also: make unit | integration | lint | sanity | molecule | venv | deps | collection | fetch | clean | distclean
 #   make molecule  podman + systemd scenarios (MOLECULE_SCENARIOS='default k3s_layout')
 #   make sanity  ansible-test sanity on a copy of the checkout (SANITY_ARGS='--test pylint')
+#   make bench   what a run costs, as ratios (bench/README.md; podman nodes, ~15 min; BENCH_ARGS='--only module')
 # Knobs: PYTHON=python3.12  PYTEST_ARGS='-k foo -x'  DEMO_ARGS='-v'  GPUOPS_CACHE=/path
 
 SHELL := /bin/bash
@@ -23,6 +24,7 @@ STAMP := $(VENV)/.deps-stamp
 BUILD := $(CURDIR)/.build
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 
 # The venv's tools (ansible-playbook, ansible-galaxy...) come first for everything we run;
 # $(PYTHON) for creating the venv is looked up on the original PATH.
@@ -139,6 +141,14 @@ lint: deps collection
 lint-only:
 	@echo "== ansible-lint (profile production, see .ansible-lint)"
 	"$(CURDIR)/$(VENV)/bin/ansible-lint"
+
+# --------------------------------------------------------------------------- bench
+# What a run costs (bench/README.md): the module vs tomlkit vs `config dump`, a no-change site.yml vs a
+# one-task baseline on 1/4/8 podman nodes, socket downtime per restart path. Prints a table, writes
+# bench/results.json; exit 1 when a correctness check failed (e.g. a restart on a no-change run).
+.PHONY: bench
+bench: deps collection fetch
+	@bench/run $(BENCH_ARGS)
 
 # --------------------------------------------------------------------------- demo
 # The demo runs without containerd builds too; when the (cached) fetch works, a real daemon reports.

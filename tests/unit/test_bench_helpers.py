@@ -1,0 +1,78 @@
+"""bench/run.py's pure helpers (statistics, parsing, the table). No timing is asserted anywhere."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("gpuops_bench_run", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_median_ratio_stats(bench):
+    assert bench.median([3.0, 1.0, 2.0]) == 2.0
+    assert bench.median([1.0, 2.0, 3.0, 4.0]) == 2.5
+    assert bench.median([]) is None
+    assert bench.ratio(3.0, 1.5) == 2.0
+    assert bench.ratio(1.0, 0) is None and bench.ratio(None, 1.0) is None
+    s = bench.stats([0.3, 0.1, 0.2])
+    assert s == {"samples_s": [0.3, 0.1, 0.2], "n": 3, "median_s": 0.2, "min_s": 0.1, "max_s": 0.3}
+    assert bench.stats([])["median_s"] is None
+
+
+def test_formatting(bench):
+    assert bench.fmt_time(None) == "-"
+    assert bench.fmt_time(12.34) == "12.3 s"
+    assert bench.fmt_time(1.234) == "1.23 s"
+    assert bench.fmt_time(0.456) == "456 ms"
+    assert bench.fmt_time(0.0123) == "12.3 ms"
+    assert bench.fmt_time(0.000456) == "456 us"
+    assert bench.fmt_ratio(None) == "-"
+    assert bench.fmt_ratio(1.0) == "1.00x"
+    assert bench.fmt_ratio(13.71) == "13.7x"
+    assert bench.fmt_ratio(250.4) == "250x"
+
+
+def test_table_is_markdown(bench):
+    text = bench.table(["a", "long header"], [["xyz", 1], ["", "2"]])
+    lines = text.splitlines()
+    assert lines[0] == "| a   | long header |"
+    assert lines[1] == "|-----|-------------|"
+    assert lines[2] == "| xyz | 1           |"
+    assert len({len(line) for line in lines}) == 1
+
+
+def test_down_intervals(bench):
+    tr = [(0.0, True), (1.0, False), (1.5, True), (2.0, False), (4.0, True)]
+    assert bench.down_intervals(tr, end=5.0) == [0.5, 2.0]
+    assert bench.down_intervals([(0.0, True)], end=5.0) == []
+    # still down when the poller stopped: counted up to the end
+    assert bench.down_intervals([(0.0, True), (3.0, False)], end=5.0) == [2.0]
+
+
+def test_parse_recap_and_adhoc(bench):
+    out = (
+        "PLAY RECAP *********\n"
+        "gpuops-bench-1             : ok=42   changed=0    unreachable=0    failed=0    skipped=20\n"
+        "gpuops-bench-2             : ok=40   changed=1    unreachable=0    failed=1    skipped=20\n"
+    )
+    assert bench.parse_recap(out) == {
+        "gpuops-bench-1": {"ok": 42, "changed": 0, "unreachable": 0, "failed": 0},
+        "gpuops-bench-2": {"ok": 40, "changed": 1, "unreachable": 0, "failed": 1},
+    }
+    status, result = bench.parse_adhoc('[WARNING]: x\ngpuops-bench-1 | CHANGED => {\n  "changed": true,\n'
+                                       '  "restart_method": "signal"\n}\n')
+    assert status == "CHANGED" and result == {"changed": True, "restart_method": "signal"}
+    assert bench.parse_adhoc("nothing") == (None, {})
+
+
+def test_parse_nodes(bench):
+    assert bench.parse_nodes("8,1,4,4") == [1, 4, 8]
+    with pytest.raises(Exception):
+        bench.parse_nodes("0,2")
