@@ -25,9 +25,10 @@ def _node(host):
 
 def _runs(host):
     """What converge.yml recorded for this node: converge, idempotence, check mode (in that order)."""
-    path = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "driver-runs.jsonl"
+    path = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / ("driver-runs-%s.jsonl" % _node(host))
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["host"] == _node(host)]
+    assert all(r["host"] == _node(host) for r in rows), rows
+    return rows
 
 
 def _only(host, node):
