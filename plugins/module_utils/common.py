@@ -153,6 +153,29 @@ class FileChange(object):
         return self.before != self.after
 
 
+# A handler name is what a Kubernetes RuntimeClass names in ``handler``: a DNS-1123 label.
+_HANDLER_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def check_names(opts, path_options=("config", "drop_in", "runtime_path")):
+    """Argument checks shared by the runtime engines: the message names the option (before any file is read)."""
+    name = opts.get("runtime_name")
+    if not isinstance(name, str) or not _HANDLER_NAME_RE.match(name) or len(name) > 63:
+        raise EngineError("runtime_name %r is not a valid handler name: a RuntimeClass handler is a DNS label "
+                          "(lowercase letters, digits and '-', starting and ending with a letter or digit, at most "
+                          "63 characters)" % (name,))
+    for key in path_options:
+        value = opts.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value or any(c in value for c in "\n\r\x00"):
+            raise EngineError("%s %r is not a usable path (empty, or with a newline or NUL)" % (key, value))
+        if key == "runtime_path" and not os.path.isabs(value):
+            raise EngineError("runtime_path %r must be an absolute path" % (value,))
+    if opts.get("copy_options_from") is not None and not opts["copy_options_from"]:
+        raise EngineError("copy_options_from must name a runtime (it is empty)")
+
+
 def handler_names(opts):
     names = [opts["runtime_name"]]
     for v in opts["variants"] or []:

@@ -5,18 +5,18 @@
 
 Plain Python, no Ansible: ``plan(opts, runner)`` reads the current files and the effective config and
 returns a ``Plan`` with the before/after text of every file to write. The module does the writing,
-validation, restart and rollback. Rules (see the README and FIELD-NOTES):
+validation, restart and rollback. What differs per containerd (and k0s) release -- which config versions
+load, where the CRI tables live, how imports merge -- is asked of ``versions.py``, never decided here.
 
-* Config versions: v1 ``plugins.cri``, v2 ``plugins."io.containerd.grpc.v1.cri"``, v3
-  ``plugins."io.containerd.cri.v1.runtime"``; ``default_runtime_name`` under ``.containerd``;
-  ``enable_cdi`` directly under the CRI plugin.
-* A handler copies the source runtime's whole table, sets ``runtime_type`` if empty and
-  ``options.BinaryName``.
-* containerd < 2.0: a file's ``runtimes`` table replaces the built-in map, so the default runtime (and
-  the copy source) are written too when the file lacks them.
-* containerd < 2.1 (and v1 files): an imported file replaces whole plugin sections, so a drop-in that
-  containerd imports carries the main file's whole CRI section. k0s (``manage_imports=False``) merges
-  drop-ins itself: there the drop-in holds only our tables.
+* A new handler copies the wrapped runtime's table, sets ``runtime_type`` if empty and
+  ``options.BinaryName``. An existing handler table keeps what its owner set: we own ``BinaryName``,
+  ``runtime_type`` (only when empty) and keep ``options.SystemdCgroup`` equal to the wrapped runtime's;
+  keys it lacks are filled from the wrapped runtime; every edit is recorded so ``absent`` restores it.
+* Where a file's ``runtimes`` table replaces the built-in map, the default runtime (and the copy
+  source) are written too when the file lacks them.
+* Where imports replace whole plugin sections, a drop-in that containerd imports carries the main
+  file's whole CRI section; where they deep-merge, the drop-in holds only our tables. k0s
+  (``manage_imports=False``) merges drop-ins itself: there the drop-in holds only our tables.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -31,22 +31,20 @@ import shutil
 import tempfile
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (  # noqa: F401 (re-exported)
-    VARIANT_SUFFIX, EngineError, FileChange, Plan, deep_merge, default_runner, get_in, handler_binaries,
+    VARIANT_SUFFIX, EngineError, FileChange, Plan, check_names, deep_merge, default_runner, get_in, handler_binaries,
     handler_names, is_zero, layout_for, parse_version, prune_zero, read_binary_version, read_text,
     require_tables, runtime_headers, which,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (  # tomlkit: None when absent
-    REPLACED, Editor, TomlEditError, TomlText, parse, tomlkit,
+    REPLACED, Editor, TomlEditError, TomlText, detect_step, parse, tomlkit,
 )
-
-CRI_PATHS = {
-    1: ("plugins", "cri"),
-    2: ("plugins", "io.containerd.grpc.v1.cri"),
-    3: ("plugins", "io.containerd.cri.v1.runtime"),
-}
-CRI_PLUGIN_IDS = ("cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images")
+from ansible_collections.gpuops.nvidia.plugins.module_utils import versions
+from ansible_collections.gpuops.nvidia.plugins.module_utils.versions import CRI_PATHS, CRI_PLUGIN_IDS
 DROP_IN_HEADER = ("# Managed by Ansible (gpuops.nvidia.nvidia_containerd_runtime): NVIDIA runtime handlers.\n"
                   "# state=absent deletes this file. Local edits are overwritten.\n")
+# A main config this module had to create (none existed): state=absent deletes it again once only our
+# edits are undone (nothing else was added to it).
+CREATED_HEADER = "# Created by Ansible (gpuops.nvidia.nvidia_containerd_runtime); state=absent deletes it if nothing else is added.\n"
 BUILTIN_RUNC = {"runtime_type": "io.containerd.runc.v2"}
 
 DEFAULTS = {
@@ -66,7 +64,10 @@ DEFAULTS = {
     "cdi_spec_dirs": None,
     "copy_options_from": None,
     "enable_cri": False,
+    "layout": None,
+    "k0s_version": None,
 }
+LAYOUTS = ("auto", "in_place", "drop_in")
 
 
 class ContainerdPlan(Plan):
@@ -76,33 +77,39 @@ class ContainerdPlan(Plan):
         super(ContainerdPlan, self).__init__()
         self.config_version = None
         self.containerd_version = None
-        self.legacy_merge = None
+        self.rules = versions.containerd(None)
+        self.copies_cri_section = None
+        self.layout = None
+        self.validate_with_binary = True
 
     def version_string(self):
         return ".".join(str(x) for x in self.containerd_version) if self.containerd_version else None
 
 
-def resolve_version(opts, data, binver, name):
-    """Config version from the option, the file's key, or (empty file) the binary."""
+def resolve_version(opts, data, rules, name):
+    """Config version from the option, the file's key, or (empty file) what the binary's ``config default``
+    writes; refused (naming the file and the binary) when this containerd does not load it."""
     want = opts["config_version"]
     if want not in (None, "auto"):
         try:
             v = int(want)
         except (TypeError, ValueError):
-            raise EngineError("config_version must be auto, 1, 2 or 3, not %r" % (want,))
+            v = None
         if v not in CRI_PATHS:
-            raise EngineError("config_version must be auto, 1, 2 or 3, not %r" % (want,))
-        return v
-    if "version" in data:
+            raise EngineError("config_version must be auto or one of %s, not %r"
+                              % (", ".join(str(x) for x in versions.CONFIG_VERSIONS), want))
+    elif "version" in data:
         v = data["version"]
         if isinstance(v, bool) or not isinstance(v, int):
             raise EngineError("%s: version must be an integer, found %r" % (name, v))
-        if v not in CRI_PATHS:
-            raise EngineError("%s: unknown config version %d (this module knows 1, 2 and 3)" % (name, v))
-        return v
-    if data:
-        return 1
-    return 3 if binver and binver >= (2, 0, 0) else 2
+    elif data:
+        v = 1
+    else:
+        v = rules.empty_file_version()
+    why = rules.check_config_version(v, name)
+    if why:
+        raise EngineError(why)
+    return v
 
 
 def check_imports(data, config_path):
@@ -193,7 +200,8 @@ def _dump(binpath, runner, config_path, text=None):
     data = parse(out, "containerd config dump").unwrap()
     version = data.get("version", 1)
     if version not in CRI_PATHS:
-        raise EngineError("containerd config dump reports unknown version %r" % (version,))
+        raise EngineError("'%s config dump' reports config version %r, which this module does not know (it knows %s)"
+                          % (binpath, version, ", ".join(str(x) for x in versions.CONFIG_VERSIONS)))
     return version, data
 
 
@@ -217,10 +225,11 @@ def effective_from_command(opts, binpath, runner, config_path, main_text, exclud
     return eff
 
 
-def effective_from_files(opts, version, main_data, config_path, binver, exclude=None):
+def effective_from_files(opts, version, main_data, config_path, rules, exclude=None):
     """Main file plus its imports (without our own drop-in), merged the way this containerd merges them."""
     merged = copy.deepcopy(main_data)
-    replace = version == 1 or binver is None or binver < (2, 1, 0)
+    rules = rules.guess_for_file(version)
+    replace = version == 1 or not rules.imports_deep_merge
     for path in import_paths(main_data, config_path):
         if exclude and os.path.abspath(path) == os.path.abspath(exclude):
             continue
@@ -243,7 +252,7 @@ def effective_from_files(opts, version, main_data, config_path, binver, exclude=
     builtin = {"runc": dict(BUILTIN_RUNC)}
     if cri_runtimes is None:
         eff.runtimes = builtin
-    elif binver is not None and binver >= (2, 0, 0):
+    elif not rules.file_runtimes_replace_builtin:
         eff.runtimes = deep_merge(builtin, cri_runtimes)
     return eff
 
@@ -251,18 +260,23 @@ def effective_from_files(opts, version, main_data, config_path, binver, exclude=
 class Context(object):
     """Everything the patch of one target file needs to know."""
 
-    def __init__(self, opts, version, eff, binver, file_tables):
+    def __init__(self, opts, version, eff, rules, file_tables):
         self.opts = opts
         self.version = version
         self.cri = CRI_PATHS[version]
         self.rt = self.cri + ("containerd", "runtimes")
         self.eff = eff
-        self.binver = binver
+        self.rules = rules.guess_for_file(version)   # unknown binary: what loads a file of this version
         self.file_tables = file_tables    # runtime tables as written in the main file (+imports)
         self.ours = handler_names(opts)
-        # < 2.0: a file's runtimes table replaces the built-in map (FIELD-NOTES); unknown binary: v1/v2
-        # configs are read by 1.x (or k0s <= 1.35's 1.7), v3 only by 2.x
-        self.replaces_builtin = binver < (2, 0, 0) if binver is not None else version < 3
+        self.replaces_builtin = self.rules.file_runtimes_replace_builtin
+
+    def owner_table(self, name):
+        """The handler table as defined in a file we do not write, when containerd (or k0s) merges ours over
+        it key by key; None otherwise."""
+        merges = self.rules.imports_deep_merge or not self.opts["manage_imports"]
+        table = self.file_tables.get(name)
+        return copy.deepcopy(table) if merges and isinstance(table, dict) else None
 
     def source_name(self, default_name):
         want = self.opts["copy_options_from"]
@@ -326,6 +340,66 @@ def strip_defaults(table, base):
     return out
 
 
+def owned_handler(cur, source, binary, runtime_type):
+    """What an existing handler table becomes: the owner's keys stay; we own ``options.BinaryName``,
+    ``runtime_type`` (only when empty) and ``options.SystemdCgroup`` (equal to the wrapped runtime's: a
+    mismatch with the kubelet's cgroup driver kills pods); keys it lacks come from the wrapped runtime."""
+    want = copy.deepcopy(cur)
+    for k, v in source.items():
+        if k not in want:
+            want[k] = copy.deepcopy(v)
+        elif isinstance(v, dict) and isinstance(want[k], dict):
+            for sk, sv in v.items():
+                want[k].setdefault(sk, copy.deepcopy(sv))
+    if not want.get("runtime_type"):
+        want["runtime_type"] = source.get("runtime_type") or runtime_type
+    options = want.get("options")
+    if not isinstance(options, dict):
+        options = want["options"] = {}
+    options["BinaryName"] = binary
+    src_options = source.get("options") if isinstance(source.get("options"), dict) else {}
+    if options.get("SystemdCgroup", False) != src_options.get("SystemdCgroup", False):
+        options["SystemdCgroup"] = src_options.get("SystemdCgroup", False)
+    return want
+
+
+def _patch_owned(ed, path, cur, want):
+    """Edit the operator's handler table key by key towards ``want`` (every edit recorded for absent);
+    a missing sub-table is added as ours after the table's family."""
+    for k, v in want.items():
+        if isinstance(v, dict):
+            if isinstance(cur.get(k), dict):
+                for sk, sv in v.items():
+                    if cur[k].get(sk, _MISSING) != sv:
+                        ed.set_value(path + (k,), sk, sv)
+            else:
+                h = ed.tt.header(path)
+                step = detect_step(ed.tt, h) if h is not None else "  "
+                ed.add_table(path + (k,), v, after=path, indent=(h.indent + step) if h is not None and h.indent else "",
+                             step=step)
+        elif cur.get(k, _MISSING) != v:
+            ed.set_value(path, k, v)
+
+
+_MISSING = object()
+
+
+def _restore_owned(ed, path):
+    """Undo our recorded edits inside the operator's table ``path`` (and its sub-tables). True when it held any."""
+    found = False
+    for h in list(ed.tt.headers_under(path)):
+        if h.path != tuple(path) and h.marker == "added":
+            ed.remove_table(h.path)
+            found = True
+    for sub in [tuple(path)] + [h.path for h in ed.tt.headers_under(path) if h.path != tuple(path)]:
+        table = ed.tt.get(sub)
+        for key in list(table) if isinstance(table, dict) else []:
+            if not isinstance(table[key], dict) and ed.marker_of(sub, key) is not None:
+                ed.undo_value(sub, key)
+                found = True
+    return found
+
+
 def handler_table(source, binary, runtime_type):
     t = copy.deepcopy(source)
     if not t.get("runtime_type"):
@@ -378,13 +452,20 @@ def patch(ed, ctx):
         want = handler_table(src_table, binaries[name], opts["runtime_type"])
         path = ctx.rt + (name,)
         cur = get_in(ed.tt.data, path)
+        h = ed.tt.header(path)
         if cur is None:
+            owner = ctx.owner_table(name)
+            if owner is not None:   # defined in a file we do not write, merged with ours: only the difference
+                want = strip_defaults(owned_handler(owner, src_table, binaries[name], opts["runtime_type"]), owner)
             after, indent, step = layout_for(ed, ctx.rt, prev)
             ed.add_table(path, want, after=after, indent=indent, step=step)
-        elif cur != want:
-            if not isinstance(cur, dict):
-                raise EngineError("%s: %s must be a table, found a value" % (ed.name, ".".join(path)))
-            ed.write_table(path, want)
+        elif not isinstance(cur, dict):
+            raise EngineError("%s: %s must be a table, found a value" % (ed.name, ".".join(path)))
+        elif h is not None and h.marker is not None:   # a table of ours: it follows the wrapped runtime
+            if cur != want:
+                ed.write_table(path, want)
+        else:                                           # the operator's table: keep what they set
+            _patch_owned(ed, path, cur, owned_handler(cur, src_table, binaries[name], opts["runtime_type"]))
         prev = name
 
     # default runtime
@@ -455,11 +536,19 @@ def unpatch(ed, ctx, only_marked=False):
     for h in list(runtime_headers(ed, ctx.rt)):
         name = h.path[-1]
         variant = name.startswith(ctx.opts["runtime_name"] + "-") and name[len(ctx.opts["runtime_name"]) + 1:] in VARIANT_SUFFIX
+        if h.marker is None and name in names and _restore_owned(ed, h.path):
+            continue   # the operator's own table, patched by us: back to its original bytes
         if (name in names and (h.marker is not None or not only_marked)) or (variant and h.marker is not None):
             ed.remove_table(h.path)
     for h in list(runtime_headers(ed, ctx.rt)):
         if h.marker == "added":
             ed.remove_table(h.path)
+    if not only_marked:
+        left = [n for n in ctx.ours if get_in(ed.tt.data, ctx.rt + (n,)) is not None and ed.tt.header(ctx.rt + (n,)) is None]
+        if left:
+            raise EngineError("%s: the %s handler is written as dotted keys or an inline table under [%s], which this "
+                              "module cannot remove safely; remove it by hand (or write it as a [table])"
+                              % (ed.name, ", ".join(left), ".".join(ctx.rt)))
     ed.undo_value(ctx.cri, "cdi_spec_dirs")
     ed.undo_value(ctx.cri, "enable_cdi")
     final = get_in(ed.tt.data, cpath + ("default_runtime_name",)) or ctx.eff.default
@@ -496,25 +585,59 @@ def _patch_enable_cri(ed, opts, present, plan, name):
             "remove it." % (name, cur))
 
 
+def _options(opts):
+    o = dict(DEFAULTS)
+    o.update({k: v for k, v in opts.items() if v is not None or k in ("drop_in", "copy_options_from")})
+    for v in o["variants"] or []:
+        if v not in VARIANT_SUFFIX:
+            raise EngineError("variants: unknown variant %r (known: %s)" % (v, ", ".join(sorted(VARIANT_SUFFIX))))
+    if o["layout"] not in (None,) + LAYOUTS:
+        raise EngineError("layout must be one of %s, not %r" % (", ".join(LAYOUTS), o["layout"]))
+    if o["layout"] in ("auto", "drop_in") and not o["drop_in"]:
+        raise EngineError("layout: %s needs drop_in (the file to write our tables to)" % o["layout"])
+    check_names(o)
+    if o["drop_in"] and os.path.realpath(o["drop_in"]) == os.path.realpath(o["config"]):
+        raise EngineError("drop_in (%s) and config (%s) are the same file: leave drop_in unset to edit config in place, "
+                          "or name another file" % (o["drop_in"], o["config"]))
+    return o
+
+
+def _rules(opts, p, binpath, runner, binary_version):
+    """The version rules of the containerd that will load the files (and of k0s, when it merges them)."""
+    binver = read_binary_version(binpath, runner) if binpath else binary_version
+    p.containerd_version = binver
+    k0s = versions.k0s(opts["k0s_version"]) if opts["k0s_version"] else None
+    if k0s is not None:
+        why = k0s.refusal()
+        if why:
+            raise EngineError(why)
+        if k0s.known and binver is None:
+            binver = k0s.containerd       # bootstrap: the containerd this k0s will bring
+        elif k0s.known and not k0s.bundles(binver):
+            # an upgrade (or a bootstrap): write for the containerd the stated k0s bundles
+            p.warnings.append(
+                "%s is containerd %s, but %s bundles containerd %s: the drop-in is written for %s; it is checked by k0s "
+                "and its containerd when they start" % (binpath or opts["containerd_path"], versions.vstr(binver),
+                                                        k0s.describe(), versions.vstr(k0s.containerd[:2]), k0s.describe()))
+            binver = k0s.containerd
+            p.validate_with_binary = False
+    return versions.containerd(binver), k0s
+
+
 def plan(opts, runner=default_runner, binary_version=None):
     """Compute the changes for ``opts`` (see DEFAULTS). Raises EngineError/TomlEditError on bad input.
 
     ``binary_version`` (a tuple) stands in for the version of an absent binary, e.g. the containerd a
     node will run once installed.
     """
-    o = dict(DEFAULTS)
-    o.update({k: v for k, v in opts.items() if v is not None or k in ("drop_in", "copy_options_from")})
-    opts = o
-    for v in opts["variants"] or []:
-        if v not in VARIANT_SUFFIX:
-            raise EngineError("variants: unknown variant %r (known: %s)" % (v, ", ".join(sorted(VARIANT_SUFFIX))))
+    opts = _options(opts)
     present = opts["state"] == "present"
     p = ContainerdPlan()
     p.main_path = opts["config"]
 
     binpath = which(opts["containerd_path"])
-    binver = read_binary_version(binpath, runner) if binpath else binary_version
-    p.containerd_version = binver
+    rules, k0s = _rules(opts, p, binpath, runner, binary_version)
+    p.rules = rules
 
     config = opts["config"]
     if os.path.isdir(config):
@@ -522,46 +645,31 @@ def plan(opts, runner=default_runner, binary_version=None):
     main_text = read_text(config)
     main_tt = TomlText(main_text or "", config)
     main_data = main_tt.data
-    version = resolve_version(opts, main_data, binver, config)
+    if k0s is not None and k0s.known and opts["config_version"] in (None, "auto"):
+        opts["config_version"] = str(k0s.drop_in_version)   # k0s merges drop-ins of its own version
+    version = resolve_version(opts, main_data, rules, config)
+    if k0s is not None and k0s.known and version != k0s.drop_in_version:
+        raise EngineError("config_version %s does not fit %s, which takes version %d drop-ins"
+                          % (version, k0s.describe(), k0s.drop_in_version))
     check_imports(main_data, config)
     require_tables(main_data, CRI_PATHS[version] + ("containerd", "runtimes"), config)
-    if binver is not None and binver >= (2, 0, 0) and version == 1:
-        raise EngineError("%s is a version 1 config, which containerd %s ignores (its CRI section "
-                          "'plugins.cri' is not read); migrate it first: containerd config migrate"
-                          % (config, p.version_string()))
-    if binver is not None and binver < (2, 0, 0) and version == 3:
-        raise EngineError("config version 3 needs containerd 2.x; %s is %s" % (opts["containerd_path"], p.version_string()))
     p.config_version = version
+    layout = opts["layout"] or ("drop_in" if opts["drop_in"] else "in_place")
+    if layout == "auto":
+        layout = rules.guess_for_file(version).auto_layout() if opts["manage_imports"] else "drop_in"
+    p.layout = layout
+    if layout == "in_place":
+        opts["drop_in"] = None
 
-    # the effective config, from the first source that works
-    errors = []
-    eff = None
-    own_drop = None
-    if opts["drop_in"]:
-        drop_text = read_text(opts["drop_in"])
-        if drop_text is None or drop_text.startswith(DROP_IN_HEADER):
-            own_drop = opts["drop_in"]
-    for src in opts["config_source"]:
-        try:
-            if src == "command":
-                eff = effective_from_command(opts, binpath, runner, config, main_text, own_drop)
-            elif src == "file":
-                eff = effective_from_files(opts, version, main_data, config, binver, own_drop)
-            else:
-                raise EngineError("config_source: unknown source %r" % src)
-            break
-        except (EngineError, TomlEditError) as e:
-            errors.append("%s: %s" % (src, e))
-    if eff is None:
-        raise EngineError("could not read the effective config: " + "; ".join(errors))
+    eff = _effective(opts, binpath, runner, config, main_text, main_data, version, rules)
     p.source = eff.source
-    # (a dump of containerd 2.x is always v3: Effective reads it with v3 paths; we write the file's version)
+    # (the effective config is read with the paths of the dump's own version; we write the file's version)
     imports_data = []
     for path in import_paths(main_data, config):
         t = read_text(path)
         if t is not None and (not opts["drop_in"] or os.path.abspath(path) != os.path.abspath(opts["drop_in"])):
             imports_data.append(parse(t, path).unwrap())
-    ctx = Context(opts, version, eff, binver, _file_runtime_tables(version, main_data, imports_data))
+    ctx = Context(opts, version, eff, rules, _file_runtime_tables(version, main_data, imports_data))
     p.runtimes = ctx.ours if present else []
 
     main_ed = Editor(main_text or "", config)
@@ -572,7 +680,7 @@ def plan(opts, runner=default_runner, binary_version=None):
             if not present:
                 p.default_runtime = ctx.eff.default if ctx.eff.default not in ctx.ours else "runc"
                 return p
-            main_ed = Editor("version = %d\n" % version, config)
+            main_ed = _created(version, config)
         elif not main_data and present:
             main_ed.set_value((), "version", version)     # an empty file: say which version we write
         if present:
@@ -580,32 +688,68 @@ def plan(opts, runner=default_runner, binary_version=None):
         else:
             p.default_runtime = unpatch(main_ed, ctx)[0]
         _patch_enable_cri(main_ed, opts, present, p, config)
-        if not present and main_ed.marker_of((), "version") == "added" and list(main_ed.tt.data) == ["version"]:
-            main_ed.undo_value((), "version")
-        p.files.append(FileChange(config, main_text, main_ed.text))
+        p.files.append(FileChange(config, main_text, _uncreated(main_ed, present)))
     if present and p.low_level_runtime is None:
         p.low_level_runtime = "runc"
     return p
 
 
+def _created(version, config):
+    ed = Editor(CREATED_HEADER, config)
+    ed.set_value((), "version", version)
+    return ed
+
+
+def _uncreated(ed, present):
+    """The main file's text after the edits; None (delete it) on absent when this module created it and
+    nothing but our own edits is in it."""
+    if not present and ed.marker_of((), "version") == "added" and list(ed.tt.data) == ["version"]:
+        ed.undo_value((), "version")
+    if not present and ed.text.startswith(CREATED_HEADER) and not ed.text[len(CREATED_HEADER):].strip():
+        return None
+    return ed.text
+
+
+def _effective(opts, binpath, runner, config, main_text, main_data, version, rules):
+    """The effective config, from the first source in ``config_source`` that works (without our drop-in)."""
+    errors = []
+    own_drop = None
+    if opts["drop_in"]:
+        drop_text = read_text(opts["drop_in"])
+        if drop_text is None or drop_text.startswith(DROP_IN_HEADER):
+            own_drop = opts["drop_in"]
+    for src in opts["config_source"]:
+        try:
+            if src == "command":
+                return effective_from_command(opts, binpath, runner, config, main_text, own_drop)
+            if src == "file":
+                return effective_from_files(opts, version, main_data, config, rules, own_drop)
+            raise EngineError("config_source: unknown source %r" % src)
+        except (EngineError, TomlEditError) as e:
+            errors.append("%s: %s" % (src, e))
+    raise EngineError("could not read the effective config: " + "; ".join(errors))
+
+
 def _plan_drop_in(p, ctx, opts, present, main_ed, main_text):
     """Drop-in mode: our tables go to ``drop_in``; the main file gets the imports entry (if managed)."""
-    config, drop, version = opts["config"], opts["drop_in"], ctx.version
-    # containerd itself imports the file and (< 2.1, v1) replaces whole plugin sections
-    legacy = opts["manage_imports"] and (version == 1 or ctx.binver is None or ctx.binver < (2, 1, 0))
-    p.legacy_merge = legacy
+    config, drop = opts["config"], opts["drop_in"]
+    version = ctx.rules.drop_in_version(ctx.version)
+    # containerd itself imports the file and (before deep merge, and for v1 files) replaces whole plugin
+    # sections: then the drop-in carries the main file's whole CRI section
+    copy_cri = opts["manage_imports"] and (ctx.version == 1 or not ctx.rules.drop_in_layout())
+    p.copies_cri_section = copy_cri
 
     # main file: undo in-place edits of an earlier run without drop_in, manage imports and CRI enablement
     if main_text is not None:
         unpatch(main_ed, ctx, only_marked=True)
     elif present and opts["manage_imports"]:
-        main_ed = Editor("version = %d\n" % version, config)
+        main_ed = _created(ctx.version, config)
     main_change = None
     if main_text is not None or (present and opts["manage_imports"]):
         if opts["manage_imports"]:
             _patch_imports(main_ed, opts, present, config, drop)
         _patch_enable_cri(main_ed, opts, present, p, config)
-        main_change = FileChange(config, main_text, main_ed.text)
+        main_change = FileChange(config, main_text, _uncreated(main_ed, present))
         # order of writes: the drop-in exists before the main file imports it, and is deleted after
         if not present:
             p.files.append(main_change)
@@ -613,10 +757,11 @@ def _plan_drop_in(p, ctx, opts, present, main_ed, main_text):
     drop_text = read_text(drop)
     ours_file = drop_text is None or drop_text.startswith(DROP_IN_HEADER)
     if not ours_file:
-        if legacy:
+        if copy_cri:
             raise EngineError(
-                "drop_in %s exists and is not managed by this module; on containerd < 2.1 the drop-in must "
-                "carry the main file's whole CRI section, so it cannot be merged into a foreign file" % drop)
+                "drop_in %s exists and is not managed by this module; %s replaces whole plugin sections from "
+                "imported files, so the drop-in must carry the main file's whole CRI section and cannot be merged "
+                "into a foreign file" % (drop, ctx.rules.describe()))
         ed = Editor(drop_text, drop)
         if present:
             p.default_runtime, p.low_level_runtime = patch(ed, ctx)
@@ -632,12 +777,12 @@ def _plan_drop_in(p, ctx, opts, present, main_ed, main_text):
         p.files.append(main_change)
     base = DROP_IN_HEADER + "version = %d\n" % version
     cri_section = get_in(main_ed.tt.data, ctx.cri)
-    if legacy and cri_section:
+    if copy_cri and cri_section:
         base += "\n" + _render_section(ctx.cri, cri_section)
         p.warnings.append(
-            "containerd %s replaces whole plugin sections from imported files: %s carries a copy of the CRI "
+            "%s replaces whole plugin sections from imported files: %s carries a copy of the CRI "
             "section of %s; later edits of that section in %s are shadowed until this module runs again"
-            % (p.version_string() or "(version unknown)", drop, config, config))
+            % (ctx.rules.describe(), drop, config, config))
     ed = Editor(base, drop)
     p.default_runtime, p.low_level_runtime = patch(ed, ctx)
     p.files.insert(len(p.files) - (1 if main_change is not None else 0), FileChange(drop, drop_text, ed.text))
@@ -682,9 +827,11 @@ def validate(p, opts, binpath, runner=default_runner):
     drop-in. The dump must show every handler of ours with its BinaryName and a default runtime that
     exists (unless k0s merges the drop-in: ``manage_imports=False``). Raises EngineError.
     """
+    if not p.validate_with_binary:
+        return
     present = opts.get("state", "present") == "present"
     config = opts["config"]
-    drop = opts.get("drop_in")
+    drop = opts.get("drop_in") if p.layout != "in_place" else None
     after = {os.path.abspath(f.path): f.after for f in p.files}
     tmpdir = tempfile.mkdtemp(prefix="gpuops-validate-")
     try:
@@ -715,7 +862,10 @@ def validate(p, opts, binpath, runner=default_runner):
     if any(x in CRI_PLUGIN_IDS for x in dump.get("disabled_plugins") or []):
         return   # the CRI plugin is disabled: containerd loads none of its config (warned about already)
     dversion = dump.get("version", 1)
-    cri = get_in(dump, CRI_PATHS.get(dversion, CRI_PATHS[2]), {}) or {}
+    if dversion not in CRI_PATHS:
+        raise EngineError("'%s config dump' reports config version %r, which this module does not know (it knows %s)"
+                          % (binpath, dversion, ", ".join(str(x) for x in versions.CONFIG_VERSIONS)))
+    cri = get_in(dump, CRI_PATHS[dversion], {}) or {}    # the dump's own version, not the file's
     runtimes = get_in(cri, ("containerd", "runtimes"), {}) or {}
     default = get_in(cri, ("containerd", "default_runtime_name")) or "runc"
     if present:
@@ -725,10 +875,15 @@ def validate(p, opts, binpath, runner=default_runner):
                 raise EngineError(
                     "containerd does not load the %s handler from the new config (it reports BinaryName %r); is "
                     "the CRI section shadowed by an imported file? Use drop_in to write beside it." % (name, got))
+    if not present and opts.get("manage_imports", True):
+        left = [n for n in handler_binaries(opts) if get_in(runtimes, (n, "options", "BinaryName")) == handler_binaries(opts)[n]]
+        if left:
+            p.warnings.append("containerd still loads the %s handler after state=absent: it is defined in a file or "
+                              "table this module did not write; remove it there" % ", ".join(left))
     if opts.get("manage_imports", True) and default not in runtimes:
         raise EngineError("with the new config containerd's CRI plugin would not load: default_runtime_name = %r "
                           "is not among its runtimes (%s)" % (default, ", ".join(sorted(runtimes)) or "none"))
-    if present and opts.get("enable_cdi") and cri.get("enable_cdi") is not True:
+    if present and opts.get("enable_cdi") and (cri.get("enable_cdi") is not True or not p.rules.cdi):
         p.warnings.append("this containerd does not support CDI (enable_cdi is not in its config; CDI needs "
                           "containerd >= 1.7): enable_cdi has no effect")
 
@@ -743,17 +898,32 @@ def ctr_for(binpath):
 
 
 def cri_plugin_status(ctr, socket_path, runner=default_runner):
-    """{'type id': status} of the CRI plugins reported by ``ctr plugins ls`` (None when ctr fails)."""
+    """{'type id': status} of the CRI plugin rows reported by ``ctr plugins ls`` (None when ctr fails)."""
     rc, out, _err = runner([ctr, "--address", socket_path, "plugins", "ls"])
     if rc != 0:
         return None
+    return parse_plugins_ls(out)
+
+
+def parse_plugins_ls(out):
+    """``ctr plugins ls`` output -> {'type id': status} of its CRI plugin rows."""
+    rows = set(r for major in versions.CRI_HEALTH_ROWS.values() for r in major)
     found = {}
-    for line in out.splitlines()[1:]:
+    for line in (out or "").splitlines()[1:]:
         cols = line.split()
-        if len(cols) >= 3 and (cols[0], cols[1]) in (("io.containerd.grpc.v1", "cri"),
-                                                     ("io.containerd.cri.v1", "runtime")):
+        if len(cols) >= 3 and (cols[0], cols[1]) in rows:
             found["%s %s" % (cols[0], cols[1])] = cols[-1]
     return found
+
+
+def cri_healthy(status, rules):
+    """The one CRI health rule (module and role): every CRI row this containerd has is listed and ``ok``
+    (1.x: io.containerd.grpc.v1 cri; 2.x: that and io.containerd.cri.v1 runtime). Unknown version: every
+    row found ok, and the gRPC service among them."""
+    if not status:
+        return False
+    rows = rules.health_rows if rules.known else (("io.containerd.grpc.v1", "cri"),)
+    return all(status.get("%s %s" % r) == "ok" for r in rows) and all(v == "ok" for v in status.values())
 
 
 def cri_expected(p):

@@ -14,18 +14,29 @@ short_description: Add the NVIDIA runtime handler to containerd without losing a
 version_added: "0.1.0"
 description:
   - Adds (or removes) the C(nvidia) runtime handler, and optionally its C(-cdi)/C(-legacy) variants, to
-    containerd's CRI plugin, for containerd 1.6/1.7 (config version 1 and 2) and 2.x (version 3), in
-    place or through a drop-in file.
-  - The handler copies the whole table of the runtime it wraps (the default runtime unless it is one of
+    containerd's CRI plugin, for containerd 1.6/1.7 (config version 1 and 2), 2.0-2.2 (version 3) and
+    2.3 (version 4), in place or through a drop-in file.
+  - What differs per containerd and k0s release (config versions, CRI paths, how imports merge) comes from
+    one rules table in the collection (C(plugins/module_utils/versions.py)).
+  - A new handler copies the whole table of the runtime it wraps (the default runtime unless it is one of
     ours, else C(runc), else C(crun)), so C(SystemdCgroup) and friends follow, and sets
     C(options.BinaryName).
+  - An existing handler table keeps what its owner set (C(privileged_without_host_devices),
+    C(pod_annotations), C(base_runtime_spec), other C(options)...). The module owns C(options.BinaryName),
+    C(runtime_type) only when it is empty, and keeps C(options.SystemdCgroup) equal to the wrapped
+    runtime's; keys the table lacks are filled from the wrapped runtime. Every such edit is recorded, so
+    O(state=absent) restores the table byte for byte.
   - Edits are format-preserving; comments, order and every key the module does not own stay
     byte-identical. Values it changes keep the original in a trailing C(# gpuops.nvidia:) comment so
     that O(state=absent) restores the original bytes.
   - On containerd older than 2.0 a file's C(runtimes) table replaces the built-in one, so the default
     runtime is written too when the file lacks it (otherwise the CRI plugin refuses to load). On
-    containerd older than 2.1 an imported file replaces whole plugin sections, so a drop-in imported by
-    containerd carries the main file's whole CRI section.
+    containerd older than 2.0 an imported file replaces whole plugin sections, so a drop-in imported by
+    containerd carries the main file's whole CRI section; from 2.0 imports are deep-merged and the
+    drop-in holds only the handler tables.
+  - A drop-in always carries the main file's config version (a higher one is refused by containerd
+    2.3.0-2.3.4, and a version 3 drop-in on a version 2 main file silently drops every CRI setting of the
+    main file on 2.0-2.2).
   - Candidate files are checked with the real C(containerd config dump) before anything is replaced;
     the runtime is restarted only when a file changed, and the files are rolled back when it does not
     come back healthy.
@@ -40,10 +51,30 @@ options:
     default: /etc/containerd/config.toml
   drop_in:
     description:
-      - Write the runtime tables to this file instead of editing O(config) in place.
+      - Write the runtime tables to this file instead of editing O(config) in place (see O(layout)).
       - O(config) then gets an C(imports) entry for it unless an existing import (path or glob) already
         covers it, or O(manage_imports=false).
+      - Must not be O(config) itself.
     type: path
+  layout:
+    description:
+      - V(auto) writes to O(drop_in) where this containerd deep-merges imports (2.0 and later) and edits
+        O(config) in place where imports replace whole plugin sections (1.x), which would force a copy of
+        the CRI section into the drop-in. V(in_place) and V(drop_in) choose explicitly.
+      - Default is V(drop_in) when O(drop_in) is set, else V(in_place). V(auto) and V(drop_in) need O(drop_in).
+      - With V(in_place), a drop-in written by an earlier run at O(drop_in) is not touched.
+    type: str
+    choices: [auto, in_place, drop_in]
+  k0s_version:
+    description:
+      - The k0s release that runs (or is about to run) this containerd, e.g. V(v1.36.3+k0s.0). The rules
+        table then gives the drop-in's config version (2 up to k0s 1.35, 3 from 1.36) and the containerd
+        it bundles, and refuses releases that cannot load a drop-in (before 1.27.1; 1.27.1-1.27.4 and
+        1.28.0-1.28.1, which concatenate drop-ins instead of merging them).
+      - Set it to the release a node is being upgraded to, so the drop-in is rewritten before the upgrade
+        (k0s 1.36's pre-flight check rejects a version 2 drop-in left from 1.35). When the installed
+        binary is not the containerd that release bundles, validation with it is skipped with a warning.
+    type: str
   manage_imports:
     description: Add the drop-in to O(config)'s C(imports). V(false) for k0s, which loads its drop-in folder itself.
     type: bool
@@ -64,9 +95,11 @@ options:
   config_version:
     description:
       - V(auto) reads the file's C(version) key; no key in a non-empty file means 1; an empty or missing
-        file gets 3 when the binary is 2.x, else 2.
+        file gets the version the binary's C(config default) writes (1.x 2, 2.0-2.2 3, 2.3 and later 4).
+      - A version the binary does not load (4 before 2.3, 3 before 2.0, 1 on 2.x) or does not exist is an
+        error that names the file and the binary's version.
     type: str
-    choices: [auto, "1", "2", "3"]
+    choices: [auto, "1", "2", "3", "4"]
     default: auto
   runtime_path:
     description: The NVIDIA runtime binary; becomes C(options.BinaryName).
@@ -141,9 +174,10 @@ notes:
     found beside O(containerd_path) or on C(PATH); else only the socket is checked).
   - When the runtime is not healthy after the restart, every file written is restored to its previous
     bytes, the runtime is restarted again and the module fails with the daemon's last log lines.
-  - O(state=absent) removes handler tables named O(runtime_name) (and variants) even when another tool
-    wrote them, and never leaves the default pointing at a removed handler; the exact original bytes
-    come back whenever the original had no such handler.
+  - O(state=absent) restores a handler table the module patched to its original bytes, removes handler
+    tables named O(runtime_name) (and variants) that it added or that another tool wrote, and never leaves
+    the default pointing at a removed handler; the exact original bytes come back in every case. A
+    handler written as dotted keys or an inline table cannot be removed safely: that is an error.
 seealso:
   - name: containerd configuration
     description: containerd's config file reference.
@@ -196,6 +230,15 @@ config_version:
   returned: always
   type: int
   sample: 2
+layout:
+  description: Where the tables went, V(in_place) or V(drop_in) (what O(layout=auto) chose).
+  returned: always
+  type: str
+  sample: drop_in
+cdi_supported:
+  description: Whether this containerd has C(enable_cdi) (1.7 and later; true when the version is unknown).
+  returned: always
+  type: bool
 containerd_version:
   description: The version of O(containerd_path), when it was found.
   returned: always
@@ -265,7 +308,9 @@ def main():
             manage_imports=dict(type="bool", default=True),
             config_source=dict(type="list", elements="str", default=["command", "file"], choices=["command", "file"]),
             containerd_path=dict(type="str", default="containerd"),
-            config_version=dict(type="str", default="auto", choices=["auto", "1", "2", "3"]),
+            config_version=dict(type="str", default="auto", choices=["auto", "1", "2", "3", "4"]),
+            layout=dict(type="str", choices=["auto", "in_place", "drop_in"]),
+            k0s_version=dict(type="str"),
             runtime_name=dict(type="str", default="nvidia"),
             runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
             runtime_type=dict(type="str", default="io.containerd.runc.v2"),
@@ -304,6 +349,8 @@ def main():
     result.update(
         config_version=plan.config_version,
         containerd_version=plan.version_string(),
+        layout=plan.layout,
+        cdi_supported=plan.rules.cdi,
         source=plan.source,
         runtimes=plan.runtimes,
         default_runtime=plan.default_runtime,
@@ -355,9 +402,7 @@ def main():
             return False
         if not expect_cri:
             return True
-        # the CRI gRPC service itself must be up: on 2.x "io.containerd.cri.v1 runtime" loads "ok"
-        # even when the service that kubelet talks to ("io.containerd.grpc.v1 cri") is absent
-        return status.get("io.containerd.grpc.v1 cri") == "ok" and all(v == "ok" for v in status.values())
+        return engine.cri_healthy(status, plan.rules)
 
     restarter = service.Restarter(run, params["restart"], params["service"], params["socket"],
                                   params["restart_timeout"], healthy, module.warn)

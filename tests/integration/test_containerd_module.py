@@ -74,7 +74,7 @@ def present_again_absent(build, cfg, original, **args):
     assert not ok(again)["changed"], again.get("diff")
     assert ok(gone)["changed"]
     if original is None:
-        assert cfg.read_text() == "version = %d\n" % (3 if build.major >= 2 else 2)
+        assert not cfg.exists()   # the module created it: absent deletes it again
     else:
         assert cfg.read_text() == original
     assert not ok(gone_again)["changed"]
@@ -90,8 +90,6 @@ def test_no_config_file(build, tmp_path, daemon_factory):
     assert cri["containerd"]["defaultRuntimeName"] == "runc" and "runc" in cri["containerd"]["runtimes"]
     assert r["low_level_runtime"] == "runc" and r["default_runtime"] == "runc"
     present_again_absent(build, cfg, None)
-    assert loaded(daemon_factory, build, cfg)["containerd"]["runtimes"].keys() == {"runc"} | (
-        {"runc"} if build.major < 2 else set(cri["containerd"]["runtimes"]) - {"nvidia"})
 
 
 # -- each version's own default config, runc with SystemdCgroup = true ------------------------------

@@ -71,7 +71,8 @@ def test_no_version_key_in_a_non_empty_file_is_v1(tmp_path, containerd_fixtures)
 
 
 @pytest.mark.parametrize("text,msg", [
-    ("version = 4\n", "unknown config version 4"),
+    ("version = 4\n", "config version 4 needs a newer containerd: containerd 1.7.24 loads versions up to 2"),
+    ("version = 5\n", "unknown config version 5 .*containerd 1.7.24"),
     ('version = "two"\n', "version must be an integer"),
     ("version = true\n", "version must be an integer"),
 ])
@@ -87,7 +88,7 @@ def test_v1_file_for_containerd_2_is_refused(tmp_path, containerd_fixtures):
 
 
 def test_v3_for_containerd_1_is_refused(tmp_path, containerd_fixtures):
-    with pytest.raises(engine.EngineError, match="version 3 needs containerd 2"):
+    with pytest.raises(engine.EngineError, match="config version 3 needs a newer containerd: containerd 1.7.24"):
         run(tmp_path, fixture(containerd_fixtures, "default-2.1.toml"), binver=V17)
 
 
@@ -179,7 +180,7 @@ def test_drop_in_on_1x_carries_the_main_cri_section(tmp_path, containerd_fixture
     main = fixture(containerd_fixtures, "handwritten-v2.toml")
     drop = tmp_path / "conf.d" / "99-nvidia.toml"
     p = run(tmp_path, main, binver=V17, drop_in=str(drop))
-    assert p.legacy_merge
+    assert p.copies_cri_section
     assert any("shadowed" in w for w in p.warnings)
     main_cri = get(tomlkit.parse(main).unwrap(), *CRI2)
     drop_cri = get(data(drop), *CRI2)
@@ -270,7 +271,13 @@ def test_foreign_default_naming_ours_is_unset_when_not_wanted(tmp_path, containe
     assert p.default_runtime in d["runtimes"]
     assert d["runtimes"]["nvidia"]["options"]["SystemdCgroup"] == d["runtimes"]["runc"]["options"]["SystemdCgroup"]
     assert d["runtimes"]["nvidia"]["options"]["BinaryName"] == "/usr/bin/nvidia-container-runtime"
-    assert "runtimes.nvidia]  # gpuops.nvidia: replaced" in (tmp_path / "config.toml").read_text()
+    # the stale table is the operator's: patched key by key, each edit recorded, and absent brings it back
+    after = (tmp_path / "config.toml").read_text()
+    assert 'BinaryName = "/usr/bin/nvidia-container-runtime"  # gpuops.nvidia: replaced "/usr/local/nvidia/' in after
+    assert "SystemdCgroup = true  # gpuops.nvidia: replaced false" in after
+    assert d["runtimes"]["nvidia"]["runtime_engine"] == "" and d["runtimes"]["nvidia"]["privileged_without_host_devices"] is False
+    run(tmp_path, text, binver=V17, state="absent")
+    assert (tmp_path / "config.toml").read_text() == text
 
 
 def test_docker_containerd_io_warns_and_enable_cri_fixes(tmp_path, containerd_fixtures):
@@ -318,10 +325,25 @@ def test_absent_on_a_missing_file_changes_nothing(tmp_path):
     assert not p.changed and not (tmp_path / "config.toml").exists()
 
 
-def test_created_file_keeps_only_its_version_after_absent(tmp_path):
+@pytest.mark.parametrize("binver", [V17, V21])
+@pytest.mark.parametrize("drop_in", [False, True])
+def test_a_file_the_module_created_is_deleted_by_absent(tmp_path, binver, drop_in):
+    """No config existed: present creates one, absent deletes it again (not a `version = N` stub)."""
+    extra = {"drop_in": str(tmp_path / "conf.d" / "99-nvidia.toml")} if drop_in else {}
+    run(tmp_path, None, binver=binver, set_as_default=True, **extra)
+    assert (tmp_path / "config.toml").exists()
+    run(tmp_path, None, binver=binver, state="absent", **extra)
+    assert not (tmp_path / "config.toml").exists()
+    assert not (tmp_path / "conf.d" / "99-nvidia.toml").exists()
+
+
+def test_a_created_file_someone_else_added_to_is_kept(tmp_path):
     run(tmp_path, None, binver=V17)
+    path = tmp_path / "config.toml"
+    head, rest = path.read_text().split("\n", 1)
+    path.write_text(head + "\noom_score = -999\n" + rest)
     run(tmp_path, None, binver=V17, state="absent")
-    assert (tmp_path / "config.toml").read_text() == "version = 2\n"
+    assert "oom_score = -999" in path.read_text()
 
 
 def test_empty_existing_file_comes_back_empty(tmp_path):
