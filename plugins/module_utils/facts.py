@@ -51,14 +51,13 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
     HAS_TOMLKIT, TomlEditError, parse as toml_parse,
 )
 
-if HAS_TOMLKIT:  # containerd.py and crio.py import tomlkit unconditionally
-    from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import (
-        CRI_PATHS, CRI_PLUGIN_IDS, read_binary_version,
-    )
+from ansible_collections.gpuops.nvidia.plugins.module_utils import versions
+from ansible_collections.gpuops.nvidia.plugins.module_utils.versions import CRI_PATHS, CRI_PLUGIN_IDS
+
+if HAS_TOMLKIT:  # the engines edit with tomlkit: without it they are not imported (and no TOML is read)
+    from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import read_binary_version
     from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as crio_rules
 else:  # pragma: no cover - exercised on nodes without tomlkit (then no TOML is read at all)
-    CRI_PATHS = {}
-    CRI_PLUGIN_IDS = ()
     read_binary_version = None
     crio_rules = None
 
@@ -504,6 +503,7 @@ def _new_engine(kind):
         "drop_in_dir": None,
         "drop_in_dir_loaded": None,
         "drop_ins": [],
+        "drop_in_problems": [],
         "imports": None,
         "socket": None,
         "socket_answers": False,
@@ -654,7 +654,7 @@ def _containerd_config(node, e, main, extra_files=(), subst=None, tmpl_regex_fil
         e["nvidia_configured"] = True
     empty = not e["config_exists"] or data == {}  # missing, or parsed and empty
     if e["config_version"] is None and e["version"] and empty and not e["config_error"]:
-        e["config_version"] = 3 if _version_key(e["version"])[:1] >= (2,) else 2
+        e["config_version"] = versions.containerd(e["version"]).empty_file_version()
         e["config_version_source"] = "binary"
 
 
@@ -719,16 +719,32 @@ def engine_k0s(node):
     config = "/etc/k0s/containerd.toml"
     e["drop_in_dir"] = "/etc/k0s/containerd.d"
     e["drop_in_dir_loaded"] = True  # k0s merges the folder itself (since 1.27.1)
-    first = (node.read(config) or "").lstrip().split("\n", 1)[0]
-    # k0s writes (and keeps rewriting) its config while the first line says so; no file yet: it will
-    e["config_managed"] = not node.isfile(config) or first.replace(" ", "") == "#k0s_managed=true"
+    rules = versions.k0s(e["distribution_version"])
+    # k0s writes (and keeps rewriting) its config while the marker is there, as this release reads it
+    e["config_managed"] = rules.is_managed(node.read(config) if node.isfile(config) else None)
     _containerd_config(node, e, config, node.glob(e["drop_in_dir"] + "/*.toml"))
-    if e["config_version"] is None and e["distribution_version"] and not e["config_exists"]:
-        # FIELD-NOTES: k0s 1.27-1.35 bundle containerd 1.7 (v2 snippets), 1.36+ containerd 2.x (v3 only)
-        e["config_version"] = 3 if _version_key(e["distribution_version"])[:2] >= (1, 36) else 2
-        e["config_version_source"] = "distribution"
+    if rules.known:
+        # the drop-in version this k0s merges, whatever a hand-written main file says
+        if e["config_version"] != rules.drop_in_version:
+            e["config_version"], e["config_version_source"] = rules.drop_in_version, "distribution"
+        e["drop_in_problems"] = _k0s_drop_in_problems(node, e, rules)
     _activity(node, e, ["/run/k0s/containerd.sock"])
     return e
+
+
+def _k0s_drop_in_problems(node, e, rules):
+    """Why this k0s release would refuse (or not load) a file in its drop-in folder: it cannot load drop-ins
+    at all, or a drop-in does not fit (e.g. a version 2 file left from 1.35 stops a 1.36 worker)."""
+    why = rules.refusal()
+    problems = [why] if why else []
+    for f in e["drop_ins"]:
+        if not f.startswith(e["drop_in_dir"] + "/"):
+            continue
+        d = _load_toml(node, f, e)
+        problem = rules.drop_in_problem(d, f) if isinstance(d, dict) else None
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 def _k3s_like(node, kind, base, units, bin_names, containerd_bin, config_yaml_dir):

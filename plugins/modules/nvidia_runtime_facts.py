@@ -27,9 +27,10 @@ description:
     the preference order k0s, k3s, rke2, microk8s, containerd, crio, docker is picked.
   - Active means the systemd unit is active (C(systemctl is-active), asked only when O(root=/), systemd runs
     and the unit file exists), else that the runtime's socket accepts a connection.
-  - Config versions follow containerd's rules, the C(version) key; a non-empty file without it is version 1;
-    an empty or missing file gets 3 for containerd 2.x, 2 for 1.x (k0s without a config yet, 3 from k0s 1.36,
-    else 2; k3s/RKE2 without a generated config, from the template's name).
+  - Config versions follow containerd's rules (the collection's version rules table), the C(version) key; a
+    non-empty file without it is version 1; an empty or missing file gets what the binary's C(config default)
+    writes (1.x 2, 2.0-2.2 3, 2.3 and later 4). For k0s it is the version of the drop-ins the installed release
+    merges (2 up to 1.35, 3 from 1.36); k3s/RKE2 without a generated config: from the template's name.
   - An nvidia handler is any runtime table named C(nvidia*) in the main config and its drop-ins (containerd
     C(imports), k0s C(containerd.d), CRI-O C(crio.conf.d), Docker's C(runtimes)). For k3s and RKE2 it also
     counts when C(nvidia-container-runtime) (or C(.cdi), C(-experimental)) is in a folder k3s searches
@@ -281,9 +282,17 @@ ansible_facts:
               type: bool
             config_managed:
               description:
-                - The distribution writes the main config itself (k0s while its first line is C(# k0s_managed=true) or
-                  before it exists; k3s/RKE2 always), so use a drop-in or the template, never edit it in place.
+                - The distribution writes the main config itself (k0s while it carries C(# k0s_managed=true) as that
+                  release reads the marker, or before it exists; k3s/RKE2 always), so use a drop-in or the template,
+                  never edit it in place.
               type: bool
+            drop_in_problems:
+              description:
+                - k0s only, from the version rules of the installed release; empty when all is well.
+                - Why k0s would refuse a file of its drop-in folder (e.g. a version 2 C(nvidia.toml) left from
+                  1.35 stops a 1.36 worker at its pre-flight check), or why this release cannot load drop-ins at all.
+              type: list
+              elements: str
             config_error:
               description: Why a config could not be read, or null.
               type: str
@@ -328,7 +337,7 @@ ansible_facts:
               description: RV(ansible_facts.nvidia_runtime.engines.unit_active) when asked, else RV(ansible_facts.nvidia_runtime.engines.socket_answers).
               type: bool
             config_version:
-              description: containerd config version (1, 2, 3), or null (CRI-O, Docker, unknown).
+              description: containerd config version (1, 2, 3, 4), or null (CRI-O, Docker, unknown).
               type: int
             config_version_source:
               description: C(file), C(binary), C(distribution), C(template) or null.

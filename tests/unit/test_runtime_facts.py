@@ -407,6 +407,32 @@ def test_k0s_installed_with_drop_in(tree):
     assert e["unit"] == "k0sworker" and e["unit_file"] == "/etc/systemd/system/k0sworker.service"
 
 
+def test_k0s_drop_in_that_does_not_fit_the_installed_release_is_flagged(tree):
+    """A v2 nvidia.toml left from 1.35 on a k0s 1.36 node: 1.36's pre-flight would stop the worker."""
+    faketree.k0s_installed(tree, "v1.36.3+k0s.0")
+    e = gather(tree)[0]["engines"]["k0s"]
+    assert (e["config_version"], e["config_version_source"]) == (3, "distribution")
+    assert len(e["drop_in_problems"]) == 1 and "accepts only version 3" in e["drop_in_problems"][0]
+    assert "/etc/k0s/containerd.d/nvidia.toml" in e["drop_in_problems"][0]
+    faketree.k0s_installed(tree, "v1.35.2+k0s.0")
+    assert gather(tree)[0]["engines"]["k0s"]["drop_in_problems"] == []
+
+
+def test_k0s_release_that_concatenates_drop_ins_is_flagged(tree):
+    faketree.k0s_installed(tree, "v1.27.3+k0s.0")
+    e = gather(tree)[0]["engines"]["k0s"]
+    assert any("1.27.5" in x for x in e["drop_in_problems"])
+
+
+def test_k0s_marker_read_as_the_release_reads_it(tree):
+    faketree.k0s_installed(tree, "v1.36.3+k0s.0", nvidia=False)
+    tree.file("/etc/k0s/containerd.toml", "version = 3\n# k0s_managed=true\n")
+    assert gather(tree)[0]["engines"]["k0s"]["config_managed"] is False     # 1.36: first line only
+    faketree.k0s_installed(tree, "v1.31.1+k0s.0", nvidia=False)
+    tree.file("/etc/k0s/containerd.toml", "version = 2\n# k0s_managed=true\n")
+    assert gather(tree)[0]["engines"]["k0s"]["config_managed"] is True      # 1.30-1.35: any line equal to it
+
+
 def test_k0s_unmanaged_config(tree):
     faketree.k0s_installed(tree, nvidia=False)
     tree.fixture("/etc/k0s/containerd.toml", "default-1.7.toml")
@@ -649,9 +675,11 @@ def test_without_tomlkit_configs_are_null(tree, monkeypatch):
     faketree.docker(tree, '{"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}}')
     f, w = gather(tree)
     k0s = f["engines"]["k0s"]
-    assert k0s["config_version"] is None and k0s["runtimes"] is None and k0s["nvidia_configured"] is None
+    assert k0s["runtimes"] is None and k0s["nvidia_configured"] is None
     assert k0s["default_runtime"] is None and k0s["cri_disabled"] is None
     assert k0s["distribution_version"] == "v1.30.1+k0s.0"  # not from TOML
+    # the drop-in version k0s merges comes from its release (the rules table), not from a file
+    assert (k0s["config_version"], k0s["config_version_source"]) == (2, "distribution")
     # the k3s template is plain text: still searched
     assert f["engines"]["k3s"]["nvidia_runtimes"] == ["nvidia-legacy"]
     assert f["engines"]["docker"]["nvidia_runtimes"] == ["nvidia"]  # JSON
