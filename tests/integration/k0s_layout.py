@@ -48,6 +48,8 @@ from typing import Any, Dict, List, Optional
 
 import tomlkit
 
+from ansible_collections.gpuops.nvidia.plugins.module_utils import versions
+
 try:  # imported both as a plain module (sys.path) and as tests.integration.k0s_layout
     from . import harness  # type: ignore
 except ImportError:  # pragma: no cover
@@ -55,6 +57,8 @@ except ImportError:  # pragma: no cover
 
 GEN_V2 = "k0s-1.27.1..1.35 (containerd 1.7, config v2, CRI drop-ins merged by k0s)"
 GEN_V3 = "k0s-1.36+ (containerd 2.x, config v3, drop-ins imported by containerd)"
+# a real release of each generation (the marker rule is asked of the rules table per release)
+RELEASE = {GEN_V2: "v1.35.2+k0s.0", GEN_V3: "v1.36.3+k0s.0"}
 
 HEADER = ("# k0s_managed=true\n"
           "# This is a placeholder configuration for k0s managed containerd.\n"
@@ -92,9 +96,11 @@ class K0sLayout:
     at a locally imported image.  ``build``: the containerd k0s would bundle (its defaults seed the
     version 2 CRI config)."""
 
-    def __init__(self, build: "harness.Build", pause_image: str, base=None, generation: Optional[str] = None):
+    def __init__(self, build: "harness.Build", pause_image: str, base=None, generation: Optional[str] = None,
+                 release: Optional[str] = None):
         self.build = build
         self.generation = generation or generation_for(build)
+        self.release = release or RELEASE[self.generation]
         self.pause_image = pause_image
         self._own_base = base is None
         # short by default: the socket path must fit sun_path (see harness.MAX_SOCKET_PATH)
@@ -114,14 +120,9 @@ class K0sLayout:
     # --- what k0s writes ------------------------------------------------------------------------
 
     def k0s_managed(self) -> bool:
-        """``isK0sManagedConfig``: no file, or the first non-empty line is the magic marker."""
-        if not self.config.exists():
-            return True
-        for line in self.config.read_text().splitlines():
-            if line == "":
-                continue
-            return line == "# k0s_managed=true"
-        return False
+        """``isK0sManagedConfig`` as this release reads the marker (one rule per release, in the collection's
+        rules table: 1.27-1.29 any line containing it, 1.30-1.35 any line equal to it, 1.36 the first line)."""
+        return versions.k0s(self.release).is_managed(self.config.read_text() if self.config.exists() else None)
 
     def dropins(self) -> List[Path]:
         return [Path(p) for p in sorted(glob.glob(str(self.dropin_dir / "*.toml")))]
@@ -230,3 +231,26 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.write_text(text)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+CONTAINERD_23_EMULATOR = """#!/bin/sh
+# containerd 2.3 emulated for the k0s 1.36 tests (no 2.3 build can be had here; see
+# tests/fixtures/containerd/*2.3.4*): the real %(real)s (containerd %(real_version)s) loads the files -- v3
+# and v4 keep the CRI runtime tables at the same path -- while this wrapper answers as 2.3.4 does:
+# `--version` says 2.3.4 and `config dump` prints `version = 4` (2.3 migrates every file to v4).
+if [ "$1" = "--version" ]; then
+  echo "containerd github.com/containerd/containerd/v2 v2.3.4 emulated-by-gpuops-tests"
+  exit 0
+fi
+out=$("%(real)s" "$@") || exit $?
+printf '%%s\\n' "$out" | sed '1s/^version = 3$/version = 4/'
+"""
+
+
+def write_containerd_23_emulator(build: "harness.Build", dest: Path) -> Path:
+    """A ``containerd`` at ``dest`` that reports 2.3.4 and dumps as 2.3 does, over a real 2.x ``build``."""
+    assert build.major >= 2, "the 2.3 emulation needs a real 2.x build (v3 files)"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(CONTAINERD_23_EMULATOR % {"real": build.containerd, "real_version": build.version})
+    dest.chmod(0o755)
+    return dest

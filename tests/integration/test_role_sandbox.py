@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 import harness
+import k0s_layout
 from ansible_run import REPO_ROOT, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -155,7 +156,7 @@ def k0s_vars(tmp_path: Path, **extra) -> dict:
 
 @pytest.mark.parametrize("k0s_version, config_version, build_key, cri_path", [
     ("v1.33.1+k0s.0", 2, "1.7", 'plugins."io.containerd.grpc.v1.cri"'),
-    ("v1.36.0+k0s.0", 3, "2.1", 'plugins."io.containerd.cri.v1.runtime"'),
+    ("v1.36.1+k0s.0", 3, "2.1", 'plugins."io.containerd.cri.v1.runtime"'),
 ])
 def test_k0s_bootstrap_writes_the_dropin_and_restarts_nothing(tmp_path, builds, k0s_version, config_version,
                                                               build_key, cri_path):
@@ -203,6 +204,66 @@ def test_k0s_without_a_version_stops_with_a_clear_message(tmp_path):
     assert rc != 0
     assert "Set nvidia_runtime_k0s_version" in out + err
     assert not (tmp_path / "etc").exists()
+
+
+def test_k0s_release_that_concatenates_drop_ins_is_refused(tmp_path):
+    """k0s 1.27.1-1.27.4 append CRI drop-ins instead of merging them: the role stops, naming the fix."""
+    rc, out, err, dummy = run_role(tmp_path, k0s_vars(tmp_path, nvidia_runtime_k0s_version="v1.27.3+k0s.0"))
+    assert rc != 0
+    assert "upgrade k0s to 1.27.5 / 1.28.2 or later first" in out + err
+    assert not (tmp_path / "etc/k0s/containerd.d/nvidia.toml").exists()
+
+
+def k0s_136_worker(tmp_path: Path, build) -> Path:
+    """An installed k0s 1.36 worker: the containerd.toml k0s 1.36 writes, and its containerd as 2.3 answers
+    (k0s_layout.write_containerd_23_emulator over the real 2.x build)."""
+    layout = k0s_layout.K0sLayout(build, "registry.k8s.io/pause:3.10", base=tmp_path, generation=k0s_layout.GEN_V3,
+                                  release="v1.36.3+k0s.0")
+    layout.setup_config()
+    k0s_layout.write_containerd_23_emulator(build, tmp_path / "var/lib/k0s/bin/containerd")
+    return layout
+
+
+def test_k0s_136_installed_worker_with_containerd_23(tmp_path, builds):
+    """containerd 2.3 (bundled by k0s 1.36) dumps version 4: the role still validates and writes a v3 drop-in
+    that k0s 1.36's pre-flight accepts; a second run changes nothing."""
+    layout = k0s_136_worker(tmp_path, builds["2.1"])
+    ev = k0s_vars(tmp_path, nvidia_runtime_k0s_version="v1.36.3+k0s.0")
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    text = (tmp_path / "etc/k0s/containerd.d/nvidia.toml").read_text()
+    assert re.search(r"^version = 3$", text, re.M) and 'plugins."io.containerd.cri.v1.runtime"' in text
+    assert layout.preflight() == {}
+    assert layout.k0s_managed()
+    # containerd "2.3" loads the main file + the drop-in and serves the handler (dump printed as version 4)
+    rc2, dump, derr = harness.config_dump(harness.Build(**dict(vars(builds["2.1"]), containerd=str(
+        tmp_path / "var/lib/k0s/bin/containerd"))), layout.config)
+    assert rc2 == 0, derr
+    assert dump.startswith("version = 4")
+    assert re.search(r"runtimes\.nvidia\.options\]\s*\n\s*BinaryName = ['\"]/usr/bin/nvidia-container-runtime", dump)
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    assert recap(out)["changed"] == 0 and result["engine_changed"] is False
+
+
+def test_k0s_upgrade_135_to_136_rewrites_the_drop_in_before_the_upgrade(tmp_path, builds):
+    """1.35 wrote a v2 drop-in; stating the release being upgraded to (1.36) rewrites it to v3 before k0s 1.36
+    starts: its pre-flight (emulated) rejects the old file and accepts the new one."""
+    ev = k0s_vars(tmp_path, nvidia_runtime_k0s_version="v1.35.2+k0s.0")
+    rc, out, err, dummy = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    dropin = tmp_path / "etc/k0s/containerd.d/nvidia.toml"
+    assert re.search(r"^version = 2$", dropin.read_text(), re.M)
+    layout = k0s_layout.K0sLayout(builds["2.1"], "registry.k8s.io/pause:3.10", base=tmp_path,
+                                  generation=k0s_layout.GEN_V3, release="v1.36.3+k0s.0")
+    assert str(dropin) in layout.preflight()          # the upgraded worker would not start
+    rc, out, err, dummy = run_role(tmp_path, dict(ev, nvidia_runtime_k0s_version="v1.36.3+k0s.0"), check=True, diff=True)
+    assert_ok(rc, out, err)
+    assert "+version = 3" in out and re.search(r"^version = 2$", dropin.read_text(), re.M)   # check mode wrote nothing
+    rc, out, err, dummy = run_role(tmp_path, dict(ev, nvidia_runtime_k0s_version="v1.36.3+k0s.0"))
+    assert_ok(rc, out, err)
+    assert re.search(r"^version = 3$", dropin.read_text(), re.M)
+    assert layout.preflight() == {}
 
 
 def test_tomlkit_pip_fallback_in_a_bare_python(tmp_path):
