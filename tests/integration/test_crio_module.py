@@ -241,3 +241,15 @@ def test_auto_without_an_active_unit(tmp_path, answering_socket):
     assert warned["failed"] is False and warned["restarted"] is False
     assert any("answers on %s but the systemd unit crio is not active" % answering_socket in w
                for w in warned["warnings"])
+
+
+def test_an_existing_handler_is_kept_and_restored(tmp_path):
+    """Issue 9 item 3 through Ansible: the owner's tuned table keeps its keys; absent gives its bytes back."""
+    from test_crio_engine import TUNED
+    original = (FIX / "crio.conf").read_text().replace("[crio.image]", TUNED + "[crio.image]", 1)
+    node = Node(tmp_path, main=original)
+    present, again, absent = run_module_steps(MOD, [node.args(drop_in=None), node.args(drop_in=None),
+                                                    node.args(drop_in=None, state="absent")])
+    assert present["failed"] is False and present["changed"] is True, present
+    assert again["changed"] is False and absent["changed"] is True
+    assert node.main.read_text() == original
