@@ -52,7 +52,15 @@ DROP_IN_HEADER = (MANAGED + ": NVIDIA runtime handlers for CRI-O.\n"
                   "# state=absent deletes this file. Local edits are overwritten.\n")
 # keys of the copied table that would make CRI-O ignore our runtime_path
 NOT_COPIED = ("inherit_default_runtime", "platform_runtime_paths")
-RELOAD_SINCE = (1, 26, 0)        # SIGHUP reloads runtime handlers and default_runtime
+RELOAD_SINCE = (1, 26, 0)        # SIGHUP reloads runtime handlers and default_runtime (but see RESTART_FOR)
+# The restart rule. cri-o/cri-o#10202 (open; seen on a live 1.36.3): SIGHUP updates the configuration that
+# `Status` and `crio status config` report, not the runtime map RunPodSandbox uses. After a reload a new
+# or changed handler is listed but pods get "failed to find runtime handler", and pods without a handler
+# keep the old default_runtime. Only a restart applies a change of these settings (also a handler whose
+# binary appeared after CRI-O started). Other settings may still be reloaded. Drop an entry when a CRI-O
+# release fixes the bug (and key it by version then).
+RESTART_FOR = (RT, RUNTIME + ("default_runtime",))
+RESTART_BUG = "cri-o/cri-o#10202"
 # CRI-O's built-in default handler by version, newest first: (since, name, table). ``table`` is the
 # built-in handler as `crio config` prints it with no config file, zero values left out, for versions
 # whose output was seen; None where it was not: only what every version has is then known
@@ -109,6 +117,8 @@ class CrioPlan(Plan):
         self.expect_default = None    # default_runtime CRI-O should report (None: not checked)
         self.after = None             # the merged View after the change
         self.backup_dir = None
+        self.restart_reason = None    # why a reload is not enough (the restart rule), None: it is
+        self.restart_pending = False  # no file changes, but the running CRI-O needs a restart to use them
 
     def version_string(self):
         return ".".join(str(x) for x in self.crio_version) if self.crio_version else None
@@ -213,6 +223,34 @@ def builtin_known(name, version):
     """Whether builtin_table(name, version) is the whole built-in table (not just its type and root)."""
     _since, bname, table = _builtin_entry(version)
     return version is not None and name == bname and table is not None
+
+
+def reload_is_not_enough(before, after):
+    """Why SIGHUP would not apply the change from merged data ``before`` to ``after`` (None: it would).
+    The one home of the restart rule (RESTART_FOR, cri-o/cri-o#10202)."""
+    changed = [".".join(path) for path in RESTART_FOR if get_in(before, path) != get_in(after, path)]
+    if not changed:
+        return None
+    return ("%s changed: CRI-O applies that only on a restart, a reload (SIGHUP) leaves pods on the old handlers "
+            "(%s)" % (" and ".join(changed), RESTART_BUG))
+
+
+def restart_method(requested, p, can_reload):
+    """(method, warning) for ``restart`` = ``requested`` (auto, reload, systemd): restart where the restart
+    rule says a reload is not enough; an explicit reload is then upgraded to a restart, with a warning."""
+    if requested == "systemd":
+        return "systemd", None
+    if p.restart_reason:
+        if requested == "reload":
+            return "systemd", "restart: reload cannot apply this change (%s); restarting CRI-O instead" % p.restart_reason
+        return "systemd", None
+    if requested == "reload":
+        version = p.crio_version
+        if version is not None and version < RELOAD_SINCE:
+            return "reload", ("CRI-O %s does not reload runtime handlers on SIGHUP (1.26 does); use restart: systemd"
+                              % p.version_string())
+        return "reload", None
+    return ("reload" if can_reload else "systemd"), None
 
 
 def _merge(dst, src, path=()):
@@ -766,9 +804,21 @@ def plan(opts, runner=default_runner, crio_version=None):
     p.expected = dict((n, get_in(after.runtimes, (n, "runtime_path")) if n in after.runtimes else None) for n in ours)
     p.expect_default = after.default if present and opts["set_as_default"] else None
 
+    # reload or restart (the restart rule); a handler the running CRI-O left out although nothing changes
+    if p.changed:
+        current = files_view(config, cdir, builtin, version=version)
+        p.restart_reason = reload_is_not_enough(current.data, after.data)
+    elif present and running is not None:
+        missing = [n for n in ours if os.path.exists(binaries[n])
+                   and get_in(running, RT + (n, "runtime_path")) != p.expected.get(n)]
+        if missing:
+            p.restart_pending = True
+            p.restart_reason = ("the files define %s but the running CRI-O does not use %s (its binary was missing when "
+                                "CRI-O started?): only a restart applies it, a reload is not enough (%s)"
+                                % (", ".join(missing), "it" if len(missing) == 1 else "them", RESTART_BUG))
     return p
 
 
 __all__ = ["plan", "CrioPlan", "EngineError", "DEFAULTS", "DROP_IN_HEADER", "load_order", "merge_view", "files_view",
            "loaded_mismatch", "read_running", "status_argv", "write_backups", "backup_dir_for", "RELOAD_SINCE",
-           "BUILTIN_HANDLERS"]
+           "RESTART_FOR", "BUILTIN_HANDLERS", "reload_is_not_enough", "restart_method"]

@@ -304,7 +304,13 @@ def main():
         result["diff"] = plan.diff()
     for w in plan.warnings:
         module.warn(w)
-    if not plan.changed or module.check_mode:
+    # nothing to write, but the running CRI-O left out a handler its files define (the restart rule)
+    pending = plan.restart_pending and params["restart"] != "none"
+    if plan.restart_pending and not pending:
+        module.warn("%s; restart CRI-O (restart: none)" % plan.restart_reason)
+    if pending and module.check_mode:
+        result["changed"] = True
+    if not (plan.changed or pending) or module.check_mode:
         module.exit_json(**result)
 
     changes = [(f.path, f.before, f.after) for f in plan.files if f.changed]
@@ -350,15 +356,15 @@ def main():
     if mode == "auto":
         if not service.unit_active(run, svc):
             if service.socket_answers(sock):
-                module.warn("CRI-O answers on %s but the systemd unit %s is not active: reload (SIGHUP) or restart it "
-                            "yourself for the change to take effect" % (sock, svc))
+                module.warn("CRI-O answers on %s but the systemd unit %s is not active: %s it yourself for the "
+                            "change to take effect%s" % (sock, svc, "restart" if plan.restart_reason else
+                                                         "reload (SIGHUP) or restart",
+                                                         " (%s)" % plan.restart_reason if plan.restart_reason else ""))
             module.exit_json(**result)
-        method = "reload" if can_reload else "systemd"
-    else:
-        method = mode
-        if method == "reload" and version is not None and version < engine.RELOAD_SINCE:
-            module.warn("CRI-O %s does not reload runtime handlers on SIGHUP (1.26 does); use restart: systemd"
-                        % plan.version_string())
+    # the restart rule (crio.py): handler tables or default_runtime changed -> restart, a reload is not enough
+    method, warning = engine.restart_method(mode, plan, can_reload)
+    if warning:
+        module.warn(warning)
     if not binpath:
         module.warn("crio not found at %r: health after the %s is judged by the socket only" % (params["crio_path"], method))
 
@@ -386,6 +392,8 @@ def main():
         result.update(changed=True, restarted=True, restart_method=method, rolled_back=True)
         module.fail_json(msg=msg, **result)
     result.update(restarted=True, restart_method=method)
+    if pending:
+        result["changed"] = True
     module.exit_json(**result)
 
 

@@ -694,7 +694,7 @@ def test_an_existing_handler_in_place_keeps_its_keys_and_comes_back_byte_for_byt
     node = Node(tmp_path, main=original)
     before = node.effective()
     theirs = before["runtimes"]["nvidia"]
-    node.run(drop_in=None)
+    p = node.run(drop_in=None)
     after = node.effective()
     assert after["runtimes"]["nvidia"] == adopted(theirs, before["runtimes"]["crun"], NVIDIA, "/run/crun-nvidia")
     same_except_ours(before, after)
@@ -704,6 +704,7 @@ def test_an_existing_handler_in_place_keeps_its_keys_and_comes_back_byte_for_byt
         'runtime_path = "/usr/local/old/nvidia-container-runtime"   # before the toolkit moved']
     assert ('runtime_path = "%s"  # gpuops.nvidia: replaced "/usr/local/old/nvidia-container-runtime"   '
             '# before the toolkit moved' % NVIDIA) in new_lines
+    assert p.restart_reason and "cri-o/cri-o#10202" in p.restart_reason
     assert not node.plan(drop_in=None).changed
     node.run(drop_in=None, state="absent")
     assert node.main.read_text() == original
@@ -754,3 +755,50 @@ def test_an_existing_handler_that_inherits_the_default_is_refused(tmp_path):
     with pytest.raises(engine.EngineError, match=r"crio\.conf: crio\.runtime\.runtimes\.nvidia has inherit_default_runtime"):
         node.plan(version=V136)
     assert snapshot(tmp_path) == before
+
+
+# -- the restart rule (cri-o/cri-o#10202) --------------------------------------------------------------
+def test_handler_or_default_changes_need_a_restart(tmp_path):
+    node = Node(tmp_path, dropins=dir_fixture("pkgs-1.29"))
+    for kw, what in [({}, "crio.runtime.runtimes changed"),
+                     ({"set_as_default": True}, "crio.runtime.runtimes and crio.runtime.default_runtime changed")]:
+        p = node.plan(**kw)
+        assert what in p.restart_reason and "cri-o/cri-o#10202" in p.restart_reason
+        assert engine.restart_method("auto", p, True) == ("systemd", None)
+        method, warning = engine.restart_method("reload", p, True)
+        assert method == "systemd" and "restart: reload cannot apply" in warning and "cri-o/cri-o#10202" in warning
+        assert engine.restart_method("systemd", p, True) == ("systemd", None)
+    node.run(set_as_default=True)
+    p = node.plan(state="absent")
+    assert "crio.runtime.default_runtime changed" in p.restart_reason
+
+
+def test_other_changes_may_still_reload(tmp_path):
+    """The rule names the settings SIGHUP does not apply; a change that leaves them alone may reload."""
+    base = {"crio": {"runtime": {"log_level": "info", "default_runtime": "crun", "runtimes": {"crun": {}}}}}
+    other = copy.deepcopy(base)
+    other["crio"]["runtime"]["log_level"] = "debug"
+    assert engine.reload_is_not_enough(base, other) is None
+    # files change (in place -> drop-in) but CRI-O's handlers and default stay the same
+    node = Node(tmp_path, main=fixture("crio.conf"))
+    node.run(drop_in=None, set_as_default=True)
+    p = node.plan(set_as_default=True)
+    assert p.changed and p.restart_reason is None
+    assert engine.restart_method("auto", p, True) == ("reload", None)
+    assert engine.restart_method("auto", p, False) == ("systemd", None)
+
+
+def test_a_handler_the_running_crio_left_out_needs_a_restart(tmp_path):
+    """Files unchanged, but CRI-O started before the handler's binary existed (it then ignores the handler)."""
+    node = Node(tmp_path / "node", dropins=dir_fixture("pkgs-1.29"))
+    binary = tmp_path / "nvidia-container-runtime"
+    node.run(runtime_path=str(binary))
+    crio = fake_crio(tmp_path, status=fixture("pkgs-1.29/10-crio.conf"), version="1.36.3")
+    opts = node.opts(crio_path=crio, config_source=["command", "file"], runtime_path=str(binary))
+    p = engine.plan(opts)
+    assert not p.changed and not p.restart_pending          # the binary is still missing: a restart would not help
+    binary.write_text("")
+    p = engine.plan(opts)
+    assert p.source == "command" and not p.changed and p.restart_pending
+    assert "the files define nvidia but the running CRI-O does not use it" in p.restart_reason and "cri-o/cri-o#10202" in p.restart_reason
+    assert engine.restart_method("reload", p, True)[0] == "systemd"
