@@ -18,10 +18,17 @@ and ``tomledit``; only the CRI-O rules live here:
   table ``[crio.runtime.runtimes.NAME]`` is decoded into a *fresh* handler, so a later file that
   defines NAME replaces the whole earlier definition (keys it does not repeat are gone). The built-in
   default handler (``runc``, ``crun`` from CRI-O 1.31) always exists.
-* A handler copies the whole table of the runtime it wraps (``default_runtime`` unless it is one of
-  ours, else ``crun``, else ``runc``), then sets ``runtime_path``, ``runtime_type`` (only when empty)
-  and its own ``runtime_root``; ``inherit_default_runtime`` and ``platform_runtime_paths`` are not
-  copied (CRI-O would replace our ``runtime_path`` with them).
+* A new handler copies the whole table of the runtime it wraps (``default_runtime`` unless it is one of
+  ours, else ``crun``, else ``runc``; CRI-O's built-in one per BUILTIN_HANDLERS when no file defines
+  it), then sets ``runtime_path``, ``runtime_type`` (only when empty) and its own ``runtime_root``;
+  ``inherit_default_runtime`` and ``platform_runtime_paths`` are not copied (CRI-O would replace our
+  ``runtime_path`` with them).
+* An existing handler table (the operator's, another tool's) keeps what its owner set: we own
+  ``runtime_path``; ``runtime_type``/``runtime_root`` are set only when missing, the other missing keys
+  come from the wrapped runtime. In a file we edit, that is done key by key with tomledit's records, so
+  ``absent`` gives the owner's bytes back.
+* Reload or restart: RESTART_FOR (cri-o/cri-o#10202) — a change of handler tables or
+  ``default_runtime`` needs a restart; SIGHUP only updates what ``crio status config`` reports.
 """
 
 from __future__ import absolute_import, division, print_function
