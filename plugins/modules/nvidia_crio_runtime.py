@@ -107,6 +107,8 @@ options:
         C(/run/crun) -> C(/run/crun-nvidia), C(/run/crun-nvidia-cdi). It never shares the copied runtime's
         folder (C(nvidia-container-runtime) may exec runc while crun keeps its state there) and never uses
         C(/run/nvidia), which belongs to the GPU Operator (driver root, validations).
+      - An existing handler table keeps its own C(runtime_root) unless this option is set (or it is another
+        runtime's state folder).
     type: path
   variants:
     description: Extra handlers C(<runtime_name>-cdi) / C(-legacy) with C(runtime_path) C(<runtime_path>.cdi) / C(.legacy).
@@ -337,8 +339,8 @@ def main():
     pending = plan.restart_pending and params["restart"] != "none"
     if plan.restart_pending and not pending:
         module.warn("%s; restart CRI-O (restart: none)" % plan.restart_reason)
-    if pending and module.check_mode:
-        result["changed"] = True
+    if pending and module.check_mode:       # what the real run does: restart (auto: only an active unit)
+        result["changed"] = params["restart"] != "auto" or service.unit_active(run, params["service"])
     if not (plan.changed or pending) or module.check_mode:
         module.exit_json(**result)
 

@@ -247,8 +247,10 @@ def test_a_handler_the_running_crio_left_out_is_restarted(tmp_path, answering_so
     log = tmp_path / "state" / "systemctl.log"
     args = node.args(crio_path="crio", socket=answering_socket, restart="reload", restart_timeout=5,
                      runtime_path=str(binary))
-    check, none = run_module_steps(MOD, [dict(args, _check=True), dict(args, restart="none")], env=env)
+    check, check_auto, none = run_module_steps(MOD, [dict(args, _check=True), dict(args, _check=True, restart="auto"),
+                                                     dict(args, restart="none")], env=env)
     assert check["changed"] is True and check["files"] == [] and check["restarted"] is False
+    assert check_auto["changed"] is False          # no active unit (no systemd here): auto would not restart
     assert none["changed"] is False and any("does not use it" in w and "restart CRI-O" in w for w in none["warnings"])
     assert not log.exists() or "restart" not in log.read_text()
     r = run_module(MOD, args, env=env)

@@ -749,6 +749,13 @@ def test_an_existing_handler_and_variant_in_a_foreign_drop_in(tmp_path):
     assert target.read_text() == original
 
 
+def test_an_existing_handlers_root_yields_to_the_option_only(tmp_path):
+    node = Node(tmp_path, main=TUNED.replace('runtime_type = "oci"\n', 'runtime_type = "oci"\nruntime_root = "/run/mine"\n'))
+    assert node.plan(drop_in=None, version=V136).after.runtimes["nvidia"]["runtime_root"] == "/run/mine"
+    p = node.plan(drop_in=None, version=V136, runtime_root="/run/gpu")
+    assert p.after.runtimes["nvidia"]["runtime_root"] == "/run/gpu"
+
+
 def test_an_existing_handler_that_inherits_the_default_is_refused(tmp_path):
     node = Node(tmp_path, main='[crio.runtime.runtimes.nvidia]\ninherit_default_runtime = true\n')
     before = snapshot(tmp_path)
