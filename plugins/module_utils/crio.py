@@ -18,10 +18,17 @@ and ``tomledit``; only the CRI-O rules live here:
   table ``[crio.runtime.runtimes.NAME]`` is decoded into a *fresh* handler, so a later file that
   defines NAME replaces the whole earlier definition (keys it does not repeat are gone). The built-in
   default handler (``runc``, ``crun`` from CRI-O 1.31) always exists.
-* A handler copies the whole table of the runtime it wraps (``default_runtime`` unless it is one of
-  ours, else ``crun``, else ``runc``), then sets ``runtime_path``, ``runtime_type`` (only when empty)
-  and its own ``runtime_root``; ``inherit_default_runtime`` and ``platform_runtime_paths`` are not
-  copied (CRI-O would replace our ``runtime_path`` with them).
+* A new handler copies the whole table of the runtime it wraps (``default_runtime`` unless it is one of
+  ours, else ``crun``, else ``runc``; CRI-O's built-in one per BUILTIN_HANDLERS when no file defines
+  it), then sets ``runtime_path``, ``runtime_type`` (only when empty) and its own ``runtime_root``;
+  ``inherit_default_runtime`` and ``platform_runtime_paths`` are not copied (CRI-O would replace our
+  ``runtime_path`` with them).
+* An existing handler table (the operator's, another tool's) keeps what its owner set: we own
+  ``runtime_path``; ``runtime_type``/``runtime_root`` are set only when missing, the other missing keys
+  come from the wrapped runtime. In a file we edit, that is done key by key with tomledit's records, so
+  ``absent`` gives the owner's bytes back.
+* Reload or restart: RESTART_FOR (cri-o/cri-o#10202) — a change of handler tables or
+  ``default_runtime`` needs a restart; SIGHUP only updates what ``crio status config`` reports.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -52,8 +59,34 @@ DROP_IN_HEADER = (MANAGED + ": NVIDIA runtime handlers for CRI-O.\n"
                   "# state=absent deletes this file. Local edits are overwritten.\n")
 # keys of the copied table that would make CRI-O ignore our runtime_path
 NOT_COPIED = ("inherit_default_runtime", "platform_runtime_paths")
-RELOAD_SINCE = (1, 26, 0)        # SIGHUP reloads runtime handlers and default_runtime
-CRUN_DEFAULT_SINCE = (1, 31, 0)  # the built-in default handler is crun (runc before)
+RELOAD_SINCE = (1, 26, 0)        # SIGHUP reloads runtime handlers and default_runtime (but see RESTART_FOR)
+# The restart rule. cri-o/cri-o#10202 (open; seen on a live 1.36.3): SIGHUP updates the configuration that
+# `Status` and `crio status config` report, not the runtime map RunPodSandbox uses. After a reload a new
+# or changed handler is listed but pods get "failed to find runtime handler", and pods without a handler
+# keep the old default_runtime. Only a restart applies a change of these settings (also a handler whose
+# binary appeared after CRI-O started). Other settings may still be reloaded. Drop an entry when a CRI-O
+# release fixes the bug (and key it by version then).
+RESTART_FOR = (RT, RUNTIME + ("default_runtime",))
+RESTART_BUG = "cri-o/cri-o#10202"
+# CRI-O's built-in default handler by version, newest first: (since, name, table). ``table`` is the
+# built-in handler as `crio config` prints it with no config file, zero values left out, for versions
+# whose output was seen; None where it was not: only what every version has is then known
+# (builtin_table). A guess is worse than nothing: CRI-O ignores a handler whose allowed_annotations name
+# one it does not know (the Devices annotation was renamed to devices.crio.io).
+#   1.36: tests/fixtures/crio/1.36.3-crio-config-default.toml ([crio.runtime.runtimes.crun], commented
+#   out). Left out: its zero values, and monitor_cgroup ("system.slice" with the systemd cgroup manager,
+#   "" with cgroupfs): CRI-O fills an empty one itself for the cgroup manager in use.
+BUILTIN_HANDLERS = (
+    ((1, 36, 0), "crun", {
+        "runtime_type": "oci",
+        "runtime_root": "/run/crun",
+        "container_min_memory": "500KiB",
+        "monitor_env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "allowed_annotations": ["io.containers.trace-syscall", "devices.crio.io"],
+    }),
+    ((1, 31, 0), "crun", None),   # the default handler is crun from 1.31 (cri-o#8626)
+    ((0,), "runc", None),         # runc before
+)
 BUILTIN = "(built-in)"
 # names that editors and package managers leave behind; CRI-O loads them like any other file
 BACKUP_RE = re.compile(r"(~|\.(bak|orig|old|save|swp|tmp|rpmnew|rpmsave|rpmorig|dpkg-old|dpkg-new|dpkg-dist|"
@@ -91,6 +124,8 @@ class CrioPlan(Plan):
         self.expect_default = None    # default_runtime CRI-O should report (None: not checked)
         self.after = None             # the merged View after the change
         self.backup_dir = None
+        self.restart_reason = None    # why a reload is not enough (the restart rule), None: it is
+        self.restart_pending = False  # no file changes, but the running CRI-O needs a restart to use them
 
     def version_string(self):
         return ".".join(str(x) for x in self.crio_version) if self.crio_version else None
@@ -167,16 +202,62 @@ class View(object):
         return get_in(self.data, RUNTIME + ("default_runtime",))
 
 
+def _builtin_entry(version):
+    """The BUILTIN_HANDLERS entry of ``version`` (unknown: the newest name, no table)."""
+    if version is None:
+        return BUILTIN_HANDLERS[0][0], BUILTIN_HANDLERS[0][1], None
+    for entry in BUILTIN_HANDLERS:
+        if version >= entry[0]:
+            return entry
+    return BUILTIN_HANDLERS[-1]
+
+
 def builtin_default(version):
     """Name of CRI-O's built-in default handler (crun from 1.31, runc before; crun when unknown)."""
-    if version is not None and version < CRUN_DEFAULT_SINCE:
-        return "runc"
-    return "crun"
+    return _builtin_entry(version)[1]
 
 
-def builtin_table(name):
-    """An approximation of CRI-O's built-in handler: an OCI runtime found on PATH, state in /run/NAME."""
+def builtin_table(name, version=None):
+    """CRI-O's built-in handler ``name`` of ``version``: BUILTIN_HANDLERS' table where it is known, else
+    what every version has (an OCI runtime found on PATH, state in /run/NAME)."""
+    _since, bname, table = _builtin_entry(version)
+    if name == bname and table is not None:
+        return copy.deepcopy(table)
     return {"runtime_type": "oci", "runtime_root": "/run/%s" % name}
+
+
+def builtin_known(name, version):
+    """Whether builtin_table(name, version) is the whole built-in table (not just its type and root)."""
+    _since, bname, table = _builtin_entry(version)
+    return version is not None and name == bname and table is not None
+
+
+def reload_is_not_enough(before, after):
+    """Why SIGHUP would not apply the change from merged data ``before`` to ``after`` (None: it would).
+    The one home of the restart rule (RESTART_FOR, cri-o/cri-o#10202)."""
+    changed = [".".join(path) for path in RESTART_FOR if get_in(before, path) != get_in(after, path)]
+    if not changed:
+        return None
+    return ("%s changed: CRI-O applies that only on a restart, a reload (SIGHUP) leaves pods on the old handlers "
+            "(%s)" % (" and ".join(changed), RESTART_BUG))
+
+
+def restart_method(requested, p, can_reload):
+    """(method, warning) for ``restart`` = ``requested`` (auto, reload, systemd): restart where the restart
+    rule says a reload is not enough; an explicit reload is then upgraded to a restart, with a warning."""
+    if requested == "systemd":
+        return "systemd", None
+    if p.restart_reason:
+        if requested == "reload":
+            return "systemd", "restart: reload cannot apply this change (%s); restarting CRI-O instead" % p.restart_reason
+        return "systemd", None
+    if requested == "reload":
+        version = p.crio_version
+        if version is not None and version < RELOAD_SINCE:
+            return "reload", ("CRI-O %s does not reload runtime handlers on SIGHUP (1.26 does); use restart: systemd"
+                              % p.version_string())
+        return "reload", None
+    return ("reload" if can_reload else "systemd"), None
 
 
 def _merge(dst, src, path=()):
@@ -188,10 +269,10 @@ def _merge(dst, src, path=()):
             dst[k] = copy.deepcopy(v)
 
 
-def merge_view(docs, builtin):
+def merge_view(docs, builtin, version=None):
     """Merge ``[(name, data)]`` (in load order) over the built-in defaults, the way CRI-O does."""
     v = View()
-    v.data = {"crio": {"runtime": {"default_runtime": builtin, "runtimes": {builtin: builtin_table(builtin)}}}}
+    v.data = {"crio": {"runtime": {"default_runtime": builtin, "runtimes": {builtin: builtin_table(builtin, version)}}}}
     v.origin[builtin] = BUILTIN
     v.default_origin = BUILTIN
     for name, data in docs:
@@ -205,7 +286,7 @@ def merge_view(docs, builtin):
     return v
 
 
-def files_view(config, config_dir, builtin, override=None, extra=()):
+def files_view(config, config_dir, builtin, override=None, extra=(), version=None):
     """The view of the files on disk; ``override`` maps path -> text (None: the file is gone)."""
     override = override or {}
     docs = []
@@ -221,7 +302,7 @@ def files_view(config, config_dir, builtin, override=None, extra=()):
         text = override[path] if path in override else read_loaded(path)
         if text is not None:
             docs.append((path, parse(text, path).unwrap()))
-    return merge_view(docs, builtin)
+    return merge_view(docs, builtin, version)
 
 
 def is_managed(text):
@@ -297,10 +378,13 @@ def patch(ed, opts, tables):
     ours = handler_names(opts)
     data = ed.tt.data
     check_shape(data, ed.name)
-    for h in list(runtime_headers(ed, RT)):        # variants no longer wanted that we wrote earlier
+    for h in list(runtime_headers(ed, RT)):        # variants no longer wanted that we wrote (or edited) earlier
         name = h.path[-1]
-        if name not in ours and _is_variant(name, opts) and h.marker is not None:
-            ed.remove_table(h.path)
+        if name not in ours and _is_variant(name, opts):
+            if h.marker is not None:
+                ed.remove_table(h.path)
+            else:
+                undo_keys(ed, h.path)
     if opts["set_as_default"]:
         ed.set_value(RUNTIME, "default_runtime", opts["runtime_name"])
     else:
@@ -309,12 +393,38 @@ def patch(ed, opts, tables):
             ed.delete_key(RUNTIME, "default_runtime")
     prev = None
     for name in ours:
-        cur = get_in(ed.tt.data, RT + (name,))
+        path = RT + (name,)
+        cur = get_in(ed.tt.data, path)
+        h = ed.tt.header(path)
         if cur is None:
             _add_handler(ed, name, tables[name], prev)
+        elif h is not None and h.marker is None:
+            edit_keys(ed, path, tables[name])
         elif cur != tables[name]:
-            ed.write_table(RT + (name,), tables[name])
+            ed.write_table(path, tables[name])
         prev = name
+
+
+def undo_keys(ed, path):
+    """Undo our marked key edits in table ``path`` (the owner's bytes come back). True when it had some."""
+    table = ed.tt.get(path)
+    done = False
+    for key in list(table or {}):
+        if not isinstance(table[key], dict) and ed.marker_of(path, key) is not None:
+            done = ed.undo_value(path, key) or done
+    return done
+
+
+def edit_keys(ed, path, want):
+    """A handler table that is not ours (no marker on its header): made equal to ``want`` key by key, every
+    edit recorded (``# gpuops.nvidia: replaced ...`` / ``added``), so that undo_keys restores it byte for
+    byte. Starts from the owner's bytes, so the result depends on ``want`` only (a second run is a no-op)."""
+    undo_keys(ed, path)
+    cur = ed.tt.get(path)
+    for key, value in want.items():
+        if key not in cur or cur[key] != value:
+            ed.set_value(path, key, value)
+            cur = ed.tt.get(path)
 
 
 def unpatch(ed, opts, only_marked=False):
@@ -326,6 +436,8 @@ def unpatch(ed, opts, only_marked=False):
         ed.delete_key(RUNTIME, "default_runtime")
     for h in list(runtime_headers(ed, RT)):
         name = h.path[-1]
+        if h.marker is None and (name in ours or _is_variant(name, opts)) and undo_keys(ed, h.path):
+            continue            # a table we did not write, only edited: its owner's bytes are back
         if (name in ours and (h.marker is not None or not only_marked)) or (_is_variant(name, opts) and h.marker is not None):
             ed.remove_table(h.path)
     for h in list(runtime_headers(ed, RT)):
@@ -347,9 +459,19 @@ def render_drop_in(opts, tables):
     return text
 
 
-def handler_table(source, binary, runtime_type, root):
-    """A copy of ``source`` (order kept) with our runtime_path, runtime_type when empty and runtime_root."""
-    items = [(k, copy.deepcopy(v)) for k, v in source.items() if k not in NOT_COPIED]
+def handler_table(source, binary, runtime_type, root, existing=None):
+    """The table of a handler. The module owns ``runtime_path`` only.
+
+    New (``existing`` None): a copy of ``source`` (order kept, NOT_COPIED left out), then runtime_path,
+    runtime_type when empty and runtime_root ``root``. An ``existing`` table (the operator's, or another
+    tool's) keeps every key as its owner set it, in its order; runtime_path becomes ours, runtime_type
+    and runtime_root are set only when missing (``root`` None: keep it), and the keys it lacks come from
+    ``source`` (never its runtime_root: two runtimes must not share a state folder).
+    """
+    if existing is None:
+        items = [(k, copy.deepcopy(v)) for k, v in source.items() if k not in NOT_COPIED]
+    else:
+        items = [(k, copy.deepcopy(v)) for k, v in existing.items()]
 
     def put(key, value, after):
         for i, (k, _v) in enumerate(items):
@@ -363,9 +485,19 @@ def handler_table(source, binary, runtime_type, root):
         items.insert(at, (key, value))
 
     put("runtime_path", binary, ())
-    if not source.get("runtime_type"):
-        put("runtime_type", runtime_type, ("runtime_path",))
-    put("runtime_root", root, ("runtime_path", "runtime_type"))
+    if existing is None:
+        if not source.get("runtime_type"):
+            put("runtime_type", runtime_type, ("runtime_path",))
+        put("runtime_root", root, ("runtime_path", "runtime_type"))
+        return dict(items)
+    have = set(k for k, _v in items)
+    if "runtime_type" not in have:
+        put("runtime_type", source.get("runtime_type") or runtime_type, ("runtime_path",))
+    if root is not None:
+        put("runtime_root", root, ("runtime_path", "runtime_type"))
+    for k, v in source.items():
+        if k not in have and k not in NOT_COPIED and k not in ("runtime_path", "runtime_type", "runtime_root"):
+            items.append((k, copy.deepcopy(v)))
     return dict(items)
 
 
@@ -498,7 +630,7 @@ def plan(opts, runner=default_runner, crio_version=None):
         cleaned[drop] = unpatch(Editor(drop_text, drop), opts, only_marked=True)
     for path in managed:
         cleaned[path] = None
-    base = files_view(config, cdir, builtin, cleaned)
+    base = files_view(config, cdir, builtin, cleaned, version=version)
 
     # the effective configuration, from the first source that works
     errors = []
@@ -548,25 +680,56 @@ def plan(opts, runner=default_runner, crio_version=None):
     elif src_name in eff_runtimes and running is not None:
         source = prune_zero(eff_runtimes[src_name])
     else:
-        source = builtin_table(src_name)
+        source = builtin_table(src_name, version)
         if p.source == "file" and version is None and base.default_origin == BUILTIN:
             p.warnings.append("no file sets default_runtime and the CRI-O version is unknown: assuming the built-in "
                               "default handler is %s (CRI-O >= 1.31; runc before)" % builtin)
+        if present and not builtin_known(src_name, version):
+            p.warnings.append("the handlers copy CRI-O's built-in %s handler, whose table is known here only for CRI-O "
+                              ">= %s (this is %s): they get its runtime_type and runtime_root only, not its "
+                              "allowed_annotations, monitor_env, container_min_memory... Run the module while CRI-O "
+                              "runs (config_source: command reads the table from it), or write the %s table in a file"
+                              % (src_name, ".".join(str(x) for x in BUILTIN_HANDLERS[0][0]),
+                                 p.version_string() or "an unknown version", src_name))
     if source.get("runtime_type") == "vm":
         raise EngineError("the handlers would copy %s, a VM runtime (runtime_type = \"vm\"); the NVIDIA runtime is an "
                           "OCI runtime: set copy_options_from to an OCI runtime such as crun or runc" % src_name)
     p.copied_from = src_name
 
+    # the handler tables: an existing one (as its owner set it, in the files without us) is kept, else a copy
+    others = {}                                          # runtime_root -> the other runtimes keeping state there
+    for rname, t in sorted(base.runtimes.items()):
+        if rname not in ours and isinstance(t, dict) and t.get("runtime_root"):
+            others.setdefault(t["runtime_root"], []).append(rname)
     tables = {}
     roots = {}
     for name in ours:
-        roots[name] = derived_root(opts, name, src_name, source)
-        tables[name] = handler_table(source, binaries[name], opts["runtime_type"], roots[name])
+        existing = base.runtimes.get(name) if present and base.origin.get(name) not in (None, BUILTIN) else None
+        root = derived_root(opts, name, src_name, source)
+        if existing is not None:
+            where = "%s: crio.runtime.runtimes.%s" % (base.origin[name], name)
+            if existing.get("inherit_default_runtime") is True:
+                raise EngineError("%s has inherit_default_runtime = true: CRI-O would replace its runtime_path with "
+                                  "the default runtime's, so the handler would not run %s. Remove that key (or set "
+                                  "it to false) first" % (where, binaries[name]))
+            platform = existing.get("platform_runtime_paths")
+            if isinstance(platform, dict) and any(v != binaries[name] for v in platform.values()):
+                p.warnings.append("%s sets platform_runtime_paths (kept): on a listed platform CRI-O runs that "
+                                  "binary instead of runtime_path %s" % (where, binaries[name]))
+            own = existing.get("runtime_root")
+            if own and not opts["runtime_root"]:
+                if own in others:
+                    p.warnings.append("%s has runtime_root %s, the state folder of %s too: the handler gets %s "
+                                      "instead (two runtimes must not share one)" % (where, own, ", ".join(others[own]), root))
+                else:
+                    root = None          # theirs, kept
+        roots[name] = root if root is not None else existing.get("runtime_root")
+        tables[name] = handler_table(source, binaries[name], opts["runtime_type"], root, existing)
     if present:
-        for rname, t in base.runtimes.items():
-            if rname not in ours and isinstance(t, dict) and t.get("runtime_root") in roots.values():
-                raise EngineError("runtime_root %s is already the state folder of the %s runtime (%s); set runtime_root"
-                                  % (t.get("runtime_root"), rname, base.origin.get(rname)))
+        for root, name in sorted((r, n) for n, r in roots.items()):
+            if root in others:
+                raise EngineError("runtime_root %s of the %s handler is already the state folder of the %s runtime "
+                                  "(%s); set runtime_root" % (root, name, others[root][0], base.origin.get(others[root][0])))
 
     # the edits
     files = []
@@ -601,7 +764,7 @@ def plan(opts, runner=default_runner, crio_version=None):
     # what CRI-O will load after the change, and whether we win
     override = dict((f.path, f.after) for f in files)
     extra = [drop] if drop and override.get(drop) is not None else []
-    after = files_view(config, cdir, builtin, override, extra)
+    after = files_view(config, cdir, builtin, override, extra, version)
     p.after = after
     target = drop or config
     if present:
@@ -647,8 +810,22 @@ def plan(opts, runner=default_runner, crio_version=None):
     p.low_level_runtime = (source.get("runtime_path") or src_name) if present else None
     p.expected = dict((n, get_in(after.runtimes, (n, "runtime_path")) if n in after.runtimes else None) for n in ours)
     p.expect_default = after.default if present and opts["set_as_default"] else None
+
+    # reload or restart (the restart rule); a handler the running CRI-O left out although nothing changes
+    if p.changed:
+        current = files_view(config, cdir, builtin, version=version)
+        p.restart_reason = reload_is_not_enough(current.data, after.data)
+    elif present and running is not None:
+        missing = [n for n in ours if os.path.exists(binaries[n])
+                   and get_in(running, RT + (n, "runtime_path")) != p.expected.get(n)]
+        if missing:
+            p.restart_pending = True
+            p.restart_reason = ("the files define %s but the running CRI-O does not use %s (its binary was missing when "
+                                "CRI-O started?): only a restart applies it, a reload is not enough (%s)"
+                                % (", ".join(missing), "it" if len(missing) == 1 else "them", RESTART_BUG))
     return p
 
 
 __all__ = ["plan", "CrioPlan", "EngineError", "DEFAULTS", "DROP_IN_HEADER", "load_order", "merge_view", "files_view",
-           "loaded_mismatch", "read_running", "status_argv", "write_backups", "backup_dir_for", "RELOAD_SINCE"]
+           "loaded_mismatch", "read_running", "status_argv", "write_backups", "backup_dir_for", "RELOAD_SINCE",
+           "RESTART_FOR", "BUILTIN_HANDLERS", "reload_is_not_enough", "restart_method"]

@@ -18,13 +18,26 @@ description:
   - CRI-O reads O(config), then B(every) file under O(config_dir) recursively, in lexical order, whatever
     its extension (a backup left there is loaded too). The module emulates exactly that merge to decide
     what to copy and to check that its handler wins.
-  - A later file that defines a runtime table replaces the whole earlier definition. So the handler is
+  - A later file that defines a runtime table replaces the whole earlier definition. So a new handler is
     written as a B(copy of the whole table) of the runtime it wraps (C(default_runtime) unless it is one
     of ours, else C(crun), else C(runc)); C(monitor_path), C(monitor_cgroup), C(allowed_annotations),
     C(runtime_type) (a C(pod) runtime stays C(pod)) and friends follow; then C(runtime_path) is set,
     C(runtime_type) only when empty, and C(runtime_root) (see O(runtime_root)).
     C(inherit_default_runtime) and C(platform_runtime_paths) are not copied (CRI-O would replace our
     C(runtime_path) with them). A VM runtime (C(runtime_type = "vm"), e.g. Kata) is never copied.
+  - When no file defines the wrapped runtime, it is CRI-O's built-in default handler. Its whole table is
+    copied for the CRI-O versions whose C(crio config) output is known (1.36 and later, with C(runtime_type),
+    C(runtime_root), C(allowed_annotations), C(monitor_env), C(container_min_memory)); for other or unknown
+    versions only C(runtime_type) and C(runtime_root) (a guessed C(allowed_annotations) entry that CRI-O does
+    not know makes it ignore the handler) and the module warns. With O(config_source=[command, file]) and
+    CRI-O running, the table is read from the daemon instead.
+  - An B(existing) handler table named O(runtime_name) (or a variant), written by the operator or another
+    tool, keeps what its owner set (C(allowed_annotations), C(monitor_env), C(privileged_without_host_devices),
+    C(platform_runtime_paths), any other key); the module owns C(runtime_path) only, sets C(runtime_type) and
+    C(runtime_root) only when missing (a C(runtime_root) that is another runtime's state folder is replaced,
+    with a warning) and fills the keys it lacks from the wrapped runtime. In a file the module edits, each
+    change is recorded on its line, and O(state=absent) gives the table back byte for byte. A table with
+    C(inherit_default_runtime = true) is refused (CRI-O would replace its C(runtime_path)).
   - Edits of shared files are format-preserving; comments, order and every key the module does not own
     stay byte-identical. Values it changes keep the original in a trailing C(# gpuops.nvidia:) comment so
     that O(state=absent) restores the original bytes. The module's own drop-in starts with a header
@@ -34,8 +47,13 @@ description:
     fails (nothing is written) naming that file. A file that sorts before and defines the handler, like the
     C(99-nvidia.conf) that the GPU Operator / C(nvidia-ctk) writes, is overridden by ours: the module goes
     ahead and warns, naming the file (two tools should not own one handler)."
-  - The runtime is reloaded or restarted only when a file changed, and the files are rolled back when it
-    does not come back healthy.
+  - The runtime is reloaded or restarted only when a file changed (or when the running CRI-O left out a
+    handler its files define), and the files are rolled back when it does not come back healthy.
+  - B(A change of handler tables or C(default_runtime) restarts CRI-O; a reload is not enough.) Seen on
+    CRI-O 1.36.3 (open upstream bug L(cri-o/cri-o#10202,https://github.com/cri-o/cri-o/issues/10202)),
+    after a reload (SIGHUP) C(crio status config) lists the new handler, but RunPodSandbox fails with
+    C(failed to find runtime handler nvidia) and pods without a handler keep the old default. Every
+    change this module makes is such a change, so it restarts, until a CRI-O release fixes the bug.
 author:
   - gpuops.nvidia developers (@gpuops)
 extends_documentation_fragment:
@@ -89,6 +107,8 @@ options:
         C(/run/crun) -> C(/run/crun-nvidia), C(/run/crun-nvidia-cdi). It never shares the copied runtime's
         folder (C(nvidia-container-runtime) may exec runc while crun keeps its state there) and never uses
         C(/run/nvidia), which belongs to the GPU Operator (driver root, validations).
+      - An existing handler table keeps its own C(runtime_root) unless this option is set (or it is another
+        runtime's state folder).
     type: path
   variants:
     description: Extra handlers C(<runtime_name>-cdi) / C(-legacy) with C(runtime_path) C(<runtime_path>.cdi) / C(.legacy).
@@ -114,12 +134,19 @@ options:
     type: path
   restart:
     description:
-      - When a file changed. V(auto) reloads the active systemd unit O(service) (C(systemctl reload),
-        SIGHUP; CRI-O >= 1.26 reloads runtime handlers and C(default_runtime)) and checks with
-        C(crio status config) that the change took; it restarts the unit instead when the version is
-        older than 1.26 or unknown, or when the reload did not take. When the unit is not active it warns
-        if something answers on O(socket), else (nothing runs, bootstrap) does nothing.
-      - V(reload) always reloads, V(systemd) always restarts the unit, V(none) does neither.
+      - When a file changed. V(auto) restarts the active systemd unit O(service) when handler tables or
+        C(default_runtime) change (every change this module makes; a reload does not apply them, see
+        cri-o/cri-o#10202 above). A change that leaves them alone is reloaded (C(systemctl reload), SIGHUP)
+        on CRI-O >= 1.26, with a restart when the version is older or unknown or the reload did not show in
+        C(crio status config). When the unit is not active it warns if something answers on O(socket),
+        else (nothing runs, bootstrap) does nothing.
+      - V(reload) reloads, except for a change of handler tables or C(default_runtime); then it restarts
+        and warns (naming cri-o/cri-o#10202). V(systemd) always restarts the unit, V(none) does neither
+        (it warns when the running CRI-O needs a restart to use a handler its files define).
+      - Also when no file changes but C(crio status config) lacks a handler that the files define and whose
+        binary now exists (CRI-O left it out because the binary was missing when it started); the module
+        restarts CRI-O (V(auto), V(reload), V(systemd)) and reports changed. This is not seen after a reload
+        of such a CRI-O, which lists the handler without using it.
     type: str
     choices: [auto, reload, systemd, none]
     default: auto
@@ -138,12 +165,16 @@ options:
 notes:
   - Healthy means the socket answers and, when O(crio_path) is found, C(crio status --socket <socket> config)
     succeeds and reports the handlers with their C(runtime_path) (and C(default_runtime) when
-    O(set_as_default=true)); without the binary only the socket is checked (with a warning).
+    O(set_as_default=true)); without the binary only the socket is checked (with a warning). After a
+    restart that is what CRI-O uses; after a reload C(crio status config) cannot prove a handler usable
+    (cri-o/cri-o#10202), which is why handler changes restart.
   - When the runtime is not healthy after the restart, every file written is restored to its previous
     bytes, the runtime is reloaded/restarted again and the module fails with the daemon's last log lines.
   - CRI-O checks C(runtime_path) when it starts or reloads; the module warns when the binary is missing.
   - O(state=absent) removes handler tables named O(runtime_name) (and variants) from the files it
-    edits, even when another tool wrote them there, and deletes its own drop-in. Files of other tools
+    edits, even when another tool wrote them there, and deletes its own drop-in. A table that existed
+    before and that the module only edited (its changed lines carry C(# gpuops.nvidia:) records) is given
+    back as it was instead. Files of other tools
     (e.g. the GPU Operator's C(99-nvidia.conf)) are never edited; the module warns that they still
     define the handler.
   - The folder O(config_dir) is created when missing and left in place by O(state=absent).
@@ -160,7 +191,7 @@ EXAMPLES = r"""
   gpuops.nvidia.nvidia_crio_runtime:
     state: present
 
-- name: As the default runtime, with the CDI variant, reloading CRI-O
+- name: As the default runtime, with the CDI variant (CRI-O is restarted, cri-o/cri-o#10202)
   gpuops.nvidia.nvidia_crio_runtime:
     set_as_default: true
     variants: [cdi]
@@ -226,7 +257,7 @@ restarted:
   returned: always
   type: bool
 restart_method:
-  description: How (reload, systemd) or null.
+  description: How (reload, systemd) or null. V(systemd) for every handler change, also when V(reload) was asked.
   returned: always
   type: str
 backup_files:
@@ -304,7 +335,13 @@ def main():
         result["diff"] = plan.diff()
     for w in plan.warnings:
         module.warn(w)
-    if not plan.changed or module.check_mode:
+    # nothing to write, but the running CRI-O left out a handler its files define (the restart rule)
+    pending = plan.restart_pending and params["restart"] != "none"
+    if plan.restart_pending and not pending:
+        module.warn("%s; restart CRI-O (restart: none)" % plan.restart_reason)
+    if pending and module.check_mode:       # what the real run does: restart (auto: only an active unit)
+        result["changed"] = params["restart"] != "auto" or service.unit_active(run, params["service"])
+    if not (plan.changed or pending) or module.check_mode:
         module.exit_json(**result)
 
     changes = [(f.path, f.before, f.after) for f in plan.files if f.changed]
@@ -350,15 +387,15 @@ def main():
     if mode == "auto":
         if not service.unit_active(run, svc):
             if service.socket_answers(sock):
-                module.warn("CRI-O answers on %s but the systemd unit %s is not active: reload (SIGHUP) or restart it "
-                            "yourself for the change to take effect" % (sock, svc))
+                module.warn("CRI-O answers on %s but the systemd unit %s is not active: %s it yourself for the "
+                            "change to take effect%s" % (sock, svc, "restart" if plan.restart_reason else
+                                                         "reload (SIGHUP) or restart",
+                                                         " (%s)" % plan.restart_reason if plan.restart_reason else ""))
             module.exit_json(**result)
-        method = "reload" if can_reload else "systemd"
-    else:
-        method = mode
-        if method == "reload" and version is not None and version < engine.RELOAD_SINCE:
-            module.warn("CRI-O %s does not reload runtime handlers on SIGHUP (1.26 does); use restart: systemd"
-                        % plan.version_string())
+    # the restart rule (crio.py): handler tables or default_runtime changed -> restart, a reload is not enough
+    method, warning = engine.restart_method(mode, plan, can_reload)
+    if warning:
+        module.warn(warning)
     if not binpath:
         module.warn("crio not found at %r: health after the %s is judged by the socket only" % (params["crio_path"], method))
 
@@ -386,6 +423,8 @@ def main():
         result.update(changed=True, restarted=True, restart_method=method, rolled_back=True)
         module.fail_json(msg=msg, **result)
     result.update(restarted=True, restart_method=method)
+    if pending:
+        result["changed"] = True
     module.exit_json(**result)
 
 

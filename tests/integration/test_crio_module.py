@@ -203,19 +203,65 @@ exit 1
 
 
 @pytest.mark.parametrize("method", ["reload", "systemd"])
-def test_reload_or_restart_checks_that_the_handler_is_loaded(tmp_path, answering_socket, method):
+def test_a_handler_change_restarts_and_checks_that_the_handler_is_loaded(tmp_path, answering_socket, method):
+    """cri-o/cri-o#10202: a reload leaves RunPodSandbox on the old handlers, so a handler change restarts
+    CRI-O (an explicit reload is upgraded, with a warning). restart: auto needs a running systemd (not
+    here): its choice is engine.restart_method's, unit-tested."""
     node = Node(tmp_path / "node", dropins=dir_fixture("pkgs-1.29"))
     env = stand_ins(tmp_path, node)
     env["GPUOPS_FAKE_RELOAD"] = "apply"
     r = run_module(MOD, node.args(crio_path="crio", socket=answering_socket, restart=method, restart_timeout=5), env=env)
     assert r["failed"] is False, r
-    assert r["restarted"] is True and r["restart_method"] == method
+    assert r["restarted"] is True and r["restart_method"] == "systemd"
     assert r["source"] == "command" and r["crio_version"] == "1.31.3"
-    assert (tmp_path / "state" / "systemctl.log").read_text().split("\n")[0] == "%s crio" % (
-        "reload" if method == "reload" else "restart")
+    calls = (tmp_path / "state" / "systemctl.log").read_text().splitlines()
+    assert [c for c in calls if not c.startswith("is-active")] == ["restart crio"]
+    upgraded = [w for w in r.get("warnings", []) if "restart: reload cannot apply" in w]
+    assert bool(upgraded) == (method == "reload")
+    assert all("cri-o/cri-o#10202" in w for w in upgraded)
 
 
-def test_a_reload_that_does_not_take_is_rolled_back(tmp_path, answering_socket):
+def test_a_reload_stays_a_reload_for_a_change_that_leaves_the_handlers_alone(tmp_path, answering_socket):
+    """In place -> drop-in: files change, CRI-O's handlers and default stay the same: a reload is enough."""
+    node = Node(tmp_path / "node", main=(FIX / "crio.conf").read_text(), dropins=dir_fixture("pkgs-1.29"))
+    first = run_module(MOD, node.args(drop_in=None))
+    assert first["failed"] is False and first["changed"] is True, first
+    env = stand_ins(tmp_path, node)
+    env["GPUOPS_FAKE_RELOAD"] = "apply"
+    r = run_module(MOD, node.args(crio_path="crio", socket=answering_socket, restart="reload", restart_timeout=5), env=env)
+    assert r["failed"] is False, r
+    assert r["changed"] is True and r["restarted"] is True and r["restart_method"] == "reload"
+    assert not any("cannot apply" in w for w in r.get("warnings", []))
+    calls = (tmp_path / "state" / "systemctl.log").read_text().splitlines()
+    assert [c for c in calls if not c.startswith("is-active")] == ["reload crio"]
+
+
+def test_a_handler_the_running_crio_left_out_is_restarted(tmp_path, answering_socket):
+    """The files already define the handler, but CRI-O started before its binary existed: restart."""
+    node = Node(tmp_path / "node", dropins=dir_fixture("pkgs-1.29"))
+    binary = tmp_path / "nvidia-container-runtime"
+    binary.write_text("")
+    assert run_module(MOD, node.args(runtime_path=str(binary)))["changed"] is True
+    env = stand_ins(tmp_path, node)          # running.toml: 10-crio.conf, without the handler
+    env["GPUOPS_FAKE_RELOAD"] = "apply"
+    log = tmp_path / "state" / "systemctl.log"
+    args = node.args(crio_path="crio", socket=answering_socket, restart="reload", restart_timeout=5,
+                     runtime_path=str(binary))
+    check, check_auto, none = run_module_steps(MOD, [dict(args, _check=True), dict(args, _check=True, restart="auto"),
+                                                     dict(args, restart="none")], env=env)
+    assert check["changed"] is True and check["files"] == [] and check["restarted"] is False
+    assert check_auto["changed"] is False          # no active unit (no systemd here): auto would not restart
+    assert none["changed"] is False and any("does not use it" in w and "restart CRI-O" in w for w in none["warnings"])
+    assert not log.exists() or "restart" not in log.read_text()
+    r = run_module(MOD, args, env=env)
+    assert r["failed"] is False, r
+    assert r["changed"] is True and r["files"] == [] and r["restarted"] is True and r["restart_method"] == "systemd"
+    assert log.read_text().splitlines()[-1] == "restart crio"
+    again = run_module(MOD, args, env=env)
+    assert again["changed"] is False and again["restarted"] is False
+
+
+def test_a_restart_that_does_not_take_is_rolled_back(tmp_path, answering_socket):
     node = Node(tmp_path / "node", dropins=dir_fixture("pkgs-1.29"))
     before = snapshot(node.root)
     env = stand_ins(tmp_path, node)
@@ -226,7 +272,19 @@ def test_a_reload_that_does_not_take_is_rolled_back(tmp_path, answering_socket):
     assert "did not come back healthy" in r["msg"] and "runtime_path None for the nvidia handler" in r["msg"]
     assert "previous files were restored" in r["msg"]
     assert snapshot(node.root) == before
-    assert (tmp_path / "state" / "systemctl.log").read_text().count("reload crio") == 2
+    assert (tmp_path / "state" / "systemctl.log").read_text().count("restart crio") == 2
+
+
+def test_an_existing_handler_is_kept_and_restored(tmp_path):
+    """Issue 9 item 3 through Ansible: the owner's tuned table keeps its keys; absent gives its bytes back."""
+    from test_crio_engine import TUNED
+    original = (FIX / "crio.conf").read_text().replace("[crio.image]", TUNED + "[crio.image]", 1)
+    node = Node(tmp_path, main=original)
+    present, again, absent = run_module_steps(MOD, [node.args(drop_in=None), node.args(drop_in=None),
+                                                    node.args(drop_in=None, state="absent")])
+    assert present["failed"] is False and present["changed"] is True, present
+    assert again["changed"] is False and absent["changed"] is True
+    assert node.main.read_text() == original
 
 
 def test_auto_without_an_active_unit(tmp_path, answering_socket):

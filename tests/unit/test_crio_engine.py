@@ -395,11 +395,17 @@ def test_copy_options_from_the_built_in_runc_of_an_older_crio(tmp_path):
 def test_gpu_operator_drop_in_is_reported_and_ours_wins(tmp_path):
     node = Node(tmp_path, dropins={**dir_fixture("pkgs-1.29"), **dir_fixture("gpu-operator")})
     operator_file = str(node.cdir / "99-nvidia.conf")
+    theirs = tomllib.loads(fixture("gpu-operator/99-nvidia.conf"))["crio"]["runtime"]["runtimes"]
     p = node.run(variants=["cdi"])
-    warned = [w for w in p.warnings if operator_file in w]
+    warned = [w for w in p.warnings if operator_file in w and "also defines" in w]
     assert warned and "nvidia, nvidia-cdi" in warned[0] and "before" in warned[0]
     eff = node.effective()
     assert eff["runtimes"]["nvidia"]["runtime_path"] == NVIDIA        # 99-nvidia.conf < 99-nvidia.toml
+    # their tables keep what they set; only runtime_path is ours, and crun's state folder is not shared
+    assert eff["runtimes"]["nvidia"] == {**theirs["nvidia"], "runtime_path": NVIDIA, "runtime_root": "/run/crun-nvidia"}
+    assert eff["runtimes"]["nvidia-cdi"] == {**theirs["nvidia-cdi"], "runtime_path": NVIDIA + ".cdi",
+                                             "runtime_root": "/run/crun-nvidia-cdi"}
+    assert any(operator_file in w and "runtime_root /run/crun, the state folder of crun" in w for w in p.warnings)
     assert eff["runtimes"]["nvidia-legacy"]["runtime_path"].startswith("/usr/local/nvidia")   # theirs, untouched
     # the operator made nvidia the default: we copy crun, not its nvidia
     assert p.copied_from == "crun" and p.default_runtime == "nvidia"
@@ -603,3 +609,203 @@ def test_fixtures_are_what_the_readme_says(tmp_path):
         if p.is_file() and p.name != "README.md":
             tomllib.loads(p.read_text())
     shutil.rmtree(tmp_path)
+
+
+# -- CRI-O's built-in default handler, as the real `crio config` of 1.36.3 prints it ------------------
+V136 = (1, 36, 3)
+
+
+def builtin_from_crio_config(text: str, name: str) -> dict:
+    """The commented-out ``[crio.runtime.runtimes.NAME]`` block of `crio config` output (the built-in
+    handler), parsed. Zero values are left out, and monitor_cgroup: CRI-O fills an empty one for the
+    cgroup manager in use ("system.slice" with systemd, "" with cgroupfs, where "system.slice" is invalid)."""
+    lines = text.splitlines()
+    start = lines.index(f"# [crio.runtime.runtimes.{name}]")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            break
+        block.append(line[2:])
+    table = tomllib.loads("\n".join(block))["crio"]["runtime"]["runtimes"][name]
+    return {k: v for k, v in table.items() if v not in ("", False, [], 0) and k != "monitor_cgroup"}
+
+
+def test_the_copy_of_the_built_in_crun_of_1_36_is_a_copy(tmp_path):
+    """Issue 10 item 16/17: no file defines crun, so the handler copies CRI-O's built-in one, whole."""
+    text = fixture("1.36.3-crio-config-default.toml")
+    assert '# default_runtime = "crun"' in text and engine.builtin_default(V136) == "crun"
+    crun = builtin_from_crio_config(text, "crun")
+    assert crun["allowed_annotations"] == ["io.containers.trace-syscall", "devices.crio.io"]
+    for main in (None, '[crio.runtime]\ndefault_runtime = "crun"\n'):
+        node = Node(tmp_path / ("named" if main else "none"), main=main)
+        p = node.run(version=V136)
+        t = node.effective()["runtimes"]["nvidia"]
+        assert t == expected_handler(crun, NVIDIA, "/run/crun-nvidia")
+        assert t["allowed_annotations"] == crun["allowed_annotations"]
+        assert t["monitor_env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        assert t["container_min_memory"] == "500KiB"
+        assert p.copied_from == "crun" and not any("known here only" in w for w in p.warnings)
+    # a later CRI-O: the newest known table still applies
+    assert Node(tmp_path / "later").plan(version=(1, 37, 0)).files[0].after == node.drop.read_text()
+
+
+@pytest.mark.parametrize("version,name", [((1, 31, 3), "crun"), ((1, 29, 1), "runc"), (None, "crun")])
+def test_a_built_in_handler_not_seen_is_not_guessed(tmp_path, version, name):
+    """Where no `crio config` output of that version was seen, only type and root are written (a wrong
+    allowed_annotations entry makes CRI-O ignore the handler), and the module says so."""
+    node = Node(tmp_path)
+    p = node.run(version=version)
+    assert p.copied_from == name
+    assert node.effective(builtin=name)["runtimes"]["nvidia"] == {
+        "runtime_path": NVIDIA, "runtime_type": "oci", "runtime_root": "/run/%s-nvidia" % name}
+    assert any("built-in %s handler, whose table is known here only for CRI-O >= 1.36" % name in w for w in p.warnings)
+
+
+# -- an existing handler table keeps what its owner set ----------------------------------------------
+TUNED = """[crio.runtime.runtimes.nvidia]
+runtime_path = "/usr/local/old/nvidia-container-runtime"   # before the toolkit moved
+runtime_type = "oci"
+allowed_annotations = [
+\t"io.kubernetes.cri-o.Devices",
+\t"io.kubernetes.cri-o.ShmSize",
+]
+monitor_env = ["PATH=/opt/bin:/usr/bin", "LOG_LEVEL=debug"]
+privileged_without_host_devices = true
+container_min_memory = "1MiB"
+site_note = "kept"
+
+"""
+
+
+def adopted(theirs: dict, source: dict, path: str, root: str) -> dict:
+    """The issue's rule, written independently: runtime_path is ours, everything the owner set stays,
+    runtime_type/runtime_root only when missing, the other missing keys from the wrapped runtime."""
+    t = dict(theirs, runtime_path=path)
+    t.setdefault("runtime_root", root)
+    t.setdefault("runtime_type", source.get("runtime_type") or "oci")
+    for k, v in source.items():
+        if k not in ("inherit_default_runtime", "platform_runtime_paths", "runtime_root"):
+            t.setdefault(k, v)
+    return t
+
+
+def test_an_existing_handler_in_place_keeps_its_keys_and_comes_back_byte_for_byte(tmp_path):
+    original = fixture("crio.conf").replace("[crio.image]", TUNED + "[crio.image]", 1)
+    node = Node(tmp_path, main=original)
+    before = node.effective()
+    theirs = before["runtimes"]["nvidia"]
+    p = node.run(drop_in=None)
+    after = node.effective()
+    assert after["runtimes"]["nvidia"] == adopted(theirs, before["runtimes"]["crun"], NVIDIA, "/run/crun-nvidia")
+    same_except_ours(before, after)
+    # every line the owner wrote is still there, but the runtime_path one (now recorded)
+    new_lines = node.main.read_text().splitlines()
+    assert [line for line in original.splitlines() if line not in new_lines] == [
+        'runtime_path = "/usr/local/old/nvidia-container-runtime"   # before the toolkit moved']
+    assert ('runtime_path = "%s"  # gpuops.nvidia: replaced "/usr/local/old/nvidia-container-runtime"   '
+            '# before the toolkit moved' % NVIDIA) in new_lines
+    assert p.restart_reason and "cri-o/cri-o#10202" in p.restart_reason
+    assert not node.plan(drop_in=None).changed
+    node.run(drop_in=None, state="absent")
+    assert node.main.read_text() == original
+
+
+def test_an_existing_handler_elsewhere_is_the_base_of_our_drop_in(tmp_path):
+    original = fixture("crio.conf").replace("[crio.image]", TUNED + "[crio.image]", 1)
+    node = Node(tmp_path, main=original, dropins=dir_fixture("pkgs-1.29"))
+    files_before = snapshot(tmp_path)
+    before = node.effective()
+    p = node.run()
+    after = node.effective()
+    assert after["runtimes"]["nvidia"] == adopted(before["runtimes"]["nvidia"], before["runtimes"]["crun"], NVIDIA,
+                                                  "/run/crun-nvidia")
+    assert after["runtimes"]["nvidia"]["site_note"] == "kept"
+    assert node.main.read_text() == original and p.files[0].path == str(node.drop)
+    assert not node.plan().changed
+    node.run(state="absent")
+    assert snapshot(tmp_path) == files_before
+
+
+def test_an_existing_handler_and_variant_in_a_foreign_drop_in(tmp_path):
+    cdi = TUNED.replace("runtimes.nvidia]", "runtimes.nvidia-cdi]").replace(
+        '"/usr/local/old/nvidia-container-runtime"', '"/usr/local/old/nvidia-container-runtime.cdi"') \
+        .replace('runtime_type = "oci"\n', 'runtime_type = "oci"\nruntime_root = "/run/nvidia-cdi-state"\n')
+    node = Node(tmp_path, dropins=dir_fixture("pkgs-1.29"))
+    target = node.cdir / "10-crio.conf"
+    original = target.read_text() + "\n" + TUNED + cdi
+    target.write_text(original)
+    before = node.effective()
+    node.run(drop_in=str(target), variants=["cdi"])
+    after = node.effective()
+    crun = before["runtimes"]["crun"]
+    assert after["runtimes"]["nvidia"] == adopted(before["runtimes"]["nvidia"], crun, NVIDIA, "/run/crun-nvidia")
+    assert after["runtimes"]["nvidia-cdi"] == adopted(before["runtimes"]["nvidia-cdi"], crun, NVIDIA + ".cdi", "-")
+    assert after["runtimes"]["nvidia-cdi"]["runtime_root"] == "/run/nvidia-cdi-state"      # theirs, kept
+    assert not node.plan(drop_in=str(target), variants=["cdi"]).changed
+    # the variant no longer wanted: its owner's table comes back (it is not removed: we did not write it)
+    node.run(drop_in=str(target))
+    assert node.effective()["runtimes"]["nvidia-cdi"] == before["runtimes"]["nvidia-cdi"]
+    node.run(drop_in=str(target), state="absent")
+    assert target.read_text() == original
+
+
+def test_an_existing_handlers_root_yields_to_the_option_only(tmp_path):
+    node = Node(tmp_path, main=TUNED.replace('runtime_type = "oci"\n', 'runtime_type = "oci"\nruntime_root = "/run/mine"\n'))
+    assert node.plan(drop_in=None, version=V136).after.runtimes["nvidia"]["runtime_root"] == "/run/mine"
+    p = node.plan(drop_in=None, version=V136, runtime_root="/run/gpu")
+    assert p.after.runtimes["nvidia"]["runtime_root"] == "/run/gpu"
+
+
+def test_an_existing_handler_that_inherits_the_default_is_refused(tmp_path):
+    node = Node(tmp_path, main='[crio.runtime.runtimes.nvidia]\ninherit_default_runtime = true\n')
+    before = snapshot(tmp_path)
+    with pytest.raises(engine.EngineError, match=r"crio\.conf: crio\.runtime\.runtimes\.nvidia has inherit_default_runtime"):
+        node.plan(version=V136)
+    assert snapshot(tmp_path) == before
+
+
+# -- the restart rule (cri-o/cri-o#10202) --------------------------------------------------------------
+def test_handler_or_default_changes_need_a_restart(tmp_path):
+    node = Node(tmp_path, dropins=dir_fixture("pkgs-1.29"))
+    for kw, what in [({}, "crio.runtime.runtimes changed"),
+                     ({"set_as_default": True}, "crio.runtime.runtimes and crio.runtime.default_runtime changed")]:
+        p = node.plan(**kw)
+        assert what in p.restart_reason and "cri-o/cri-o#10202" in p.restart_reason
+        assert engine.restart_method("auto", p, True) == ("systemd", None)
+        method, warning = engine.restart_method("reload", p, True)
+        assert method == "systemd" and "restart: reload cannot apply" in warning and "cri-o/cri-o#10202" in warning
+        assert engine.restart_method("systemd", p, True) == ("systemd", None)
+    node.run(set_as_default=True)
+    p = node.plan(state="absent")
+    assert "crio.runtime.default_runtime changed" in p.restart_reason
+
+
+def test_other_changes_may_still_reload(tmp_path):
+    """The rule names the settings SIGHUP does not apply; a change that leaves them alone may reload."""
+    base = {"crio": {"runtime": {"log_level": "info", "default_runtime": "crun", "runtimes": {"crun": {}}}}}
+    other = copy.deepcopy(base)
+    other["crio"]["runtime"]["log_level"] = "debug"
+    assert engine.reload_is_not_enough(base, other) is None
+    # files change (in place -> drop-in) but CRI-O's handlers and default stay the same
+    node = Node(tmp_path, main=fixture("crio.conf"))
+    node.run(drop_in=None, set_as_default=True)
+    p = node.plan(set_as_default=True)
+    assert p.changed and p.restart_reason is None
+    assert engine.restart_method("auto", p, True) == ("reload", None)
+    assert engine.restart_method("auto", p, False) == ("systemd", None)
+
+
+def test_a_handler_the_running_crio_left_out_needs_a_restart(tmp_path):
+    """Files unchanged, but CRI-O started before the handler's binary existed (it then ignores the handler)."""
+    node = Node(tmp_path / "node", dropins=dir_fixture("pkgs-1.29"))
+    binary = tmp_path / "nvidia-container-runtime"
+    node.run(runtime_path=str(binary))
+    crio = fake_crio(tmp_path, status=fixture("pkgs-1.29/10-crio.conf"), version="1.36.3")
+    opts = node.opts(crio_path=crio, config_source=["command", "file"], runtime_path=str(binary))
+    p = engine.plan(opts)
+    assert not p.changed and not p.restart_pending          # the binary is still missing: a restart would not help
+    binary.write_text("")
+    p = engine.plan(opts)
+    assert p.source == "command" and not p.changed and p.restart_pending
+    assert "the files define nvidia but the running CRI-O does not use it" in p.restart_reason and "cri-o/cri-o#10202" in p.restart_reason
+    assert engine.restart_method("reload", p, True)[0] == "systemd"
