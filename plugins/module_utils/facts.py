@@ -908,7 +908,7 @@ def engine_crio(node):
         try:
             m = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", e["version"] or "")
             version = tuple(int(x) for x in m.groups()) if m else None
-            view = crio_rules.merge_view(docs, crio_rules.builtin_default(version))
+            view = crio_rules.merge_view(docs, crio_rules.builtin_default(version), version)
         except crio_rules.EngineError as err:
             e["config_error"] = str(err)
             node.warnings.append("crio: %s" % err)
