@@ -189,6 +189,11 @@ EXAMPLES = r"""
   gpuops.nvidia.nvidia_containerd_runtime:
     state: present
 
+- name: Any containerd 1.6 to 2.3; in place on 1.x, a drop-in where imports deep-merge (2.0 and later)
+  gpuops.nvidia.nvidia_containerd_runtime:
+    layout: auto
+    drop_in: /etc/containerd/conf.d/99-nvidia.toml
+
 - name: containerd 2.x, through a drop-in, as the default runtime with CDI
   gpuops.nvidia.nvidia_containerd_runtime:
     drop_in: /etc/containerd/conf.d/99-nvidia.toml
@@ -202,7 +207,7 @@ EXAMPLES = r"""
     drop_in: /etc/k0s/containerd.d/nvidia.toml
     manage_imports: false
     containerd_path: /var/lib/k0s/bin/containerd
-    config_version: "3"
+    k0s_version: v1.36.3+k0s.0
     socket: /run/k0s/containerd.sock
     restart: none
 
