@@ -128,8 +128,9 @@ def backup_file(path, module=None, backup_dir=None, outside=None):
         os.rename(tmp, dest)
         tmp = None
         _fsync_dir(folder)
-    except Exception as e:
-        raise FileOpError("cannot back up %s to %s: %s; nothing was written" % (path, dest, e))
+    except Exception as e:   # the temp file's name would only confuse: the reason, not the OSError's paths
+        raise FileOpError("cannot back up %s to %s: %s; nothing was written"
+                          % (path, dest, getattr(e, "strerror", None) or e))
     finally:
         if tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
