@@ -354,3 +354,10 @@ def test_locks_are_taken_in_one_order_and_are_reentrant(tmp_path, holder):
     p.wait(timeout=60)
     with fileops.locked([str(a), str(b)], timeout=60):
         pass
+
+
+def test_the_engines_read_a_symlink_loop_as_an_error_not_as_a_missing_file(loop):
+    from ansible_collections.gpuops.nvidia.plugins.module_utils import common
+    with pytest.raises(common.EngineError, match="%s is a symlink loop" % loop):
+        common.read_text(str(loop))
+    assert common.read_text(str(loop.parent / "missing.toml")) is None
