@@ -326,7 +326,7 @@ def _lock_dir():
     file of its conf.d)."""
     for d in (LOCK_DIR, os.path.join(tempfile.gettempdir(), "gpuops-nvidia-locks-%d" % os.geteuid())):
         try:
-            os.makedirs(d, 0o700)
+            os.mkdir(d, 0o700)   # not makedirs: a missing /run/lock is not ours to create
         except OSError:
             pass
         try:
@@ -392,7 +392,8 @@ def locked(paths, timeout=LOCK_TIMEOUT):
     One ``flock`` per real path, on a file in LOCK_DIR, taken in sorted order (no deadlock between runs
     locking overlapping sets). A run that finds a lock held waits up to ``timeout`` seconds (all locks
     together), then raises FileOpError naming the file and the holder's PID. The kernel drops the lock
-    when the holder exits, killed or not. Re-entrant for paths this process already holds.
+    when the holder exits, killed or not. Re-entrant for paths this process already holds; take every
+    lock a run needs in one call (nested calls for new paths could deadlock against another run).
     """
     deadline = time.monotonic() + timeout
     wanted = {}
