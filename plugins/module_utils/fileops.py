@@ -29,6 +29,7 @@ import re
 import shutil
 import stat
 import struct
+import sys
 import tempfile
 import time
 
@@ -229,10 +230,13 @@ _FS_IMMUTABLE_FL, _FS_APPEND_FL = 0x10, 0x20
 
 def _inode_flags(path):
     """The ext2-style inode flags (chattr) of ``path``; 0 when they cannot be read (no support)."""
-    if not os.uname()[4].startswith(("x86", "i386", "i486", "i586", "i686", "aarch64", "arm")):
+    if not sys.platform.startswith("linux") or not os.uname()[4].startswith(
+            ("x86", "i386", "i486", "i586", "i686", "aarch64", "arm")):
         return 0   # the ioctl number below is the generic Linux one
     request = 0x80000000 | (struct.calcsize("l") << 16) | (ord("f") << 8) | 1   # FS_IOC_GETFLAGS
     try:
+        if not (os.path.isfile(path) or os.path.isdir(path)):   # never open a device or a FIFO
+            return 0
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return 0
@@ -413,6 +417,30 @@ def locked(paths, timeout=LOCK_TIMEOUT):
             os.close(fd)
 
 
+def _remove_stale_temps(changes, outside, backup_dir):
+    """Remove the temp files that a run of ours killed between mkstemp and rename (SIGKILL, OOM, power)
+    left for these files: ``.<name>.XXXXXXXX.tmp`` and ``.<name>.<pid>.<date>~.XXXXXXXX.tmp`` (backups).
+    Only for files whose lock this process holds: then no run of ours can be writing them."""
+    for path, _before, _after in changes:
+        real = resolve(path)
+        if real not in _HELD:
+            continue
+        folder = os.path.dirname(real) or "."
+        names = "|".join(re.escape(n) for n in sorted(set([os.path.basename(real), os.path.basename(path)])))
+        stale = re.compile(r"^\.(?:%s)\.(?:\d+\.\d{4}-\d\d-\d\d@\d\d:\d\d:\d\d(?:\.\d+)?~\.)?[a-z0-9_]{8}\.tmp$" % names)
+        for d in set([folder, _temp_folder(folder, outside), backup_dir or folder]):
+            try:
+                entries = os.listdir(d)
+            except OSError:
+                continue
+            for name in entries:
+                if stale.match(name) and os.path.isfile(os.path.join(d, name)):
+                    try:
+                        os.unlink(os.path.join(d, name))
+                    except OSError:
+                        pass
+
+
 def apply_changes(changes, module=None, backup=False, outside=None, check_mode=False, backup_dir=None):
     """Write a list of (path, before, after) as one unit. ``after`` None deletes the file.
 
@@ -420,7 +448,8 @@ def apply_changes(changes, module=None, backup=False, outside=None, check_mode=F
     (default beside each file). ``check_mode``: run :func:`preflight` (and the concurrent-change check)
     only, write nothing, and return ([], []); the real run raises the same errors.
 
-    Every file is checked for concurrent change and by :func:`preflight` before the first write.
+    Every file is checked for concurrent change and by :func:`preflight` before the first write. For
+    the files this process holds the lock of (:func:`locked`), temp files left by a killed run are removed.
     Returns (written paths, backup paths). On a failure, the files already written get their previous
     bytes back and the backups of this run are removed.
     """
@@ -430,6 +459,7 @@ def apply_changes(changes, module=None, backup=False, outside=None, check_mode=F
         check_unchanged(path, before)
     if check_mode:
         return [], []
+    _remove_stale_temps(changes, outside, backup_dir)
     backups, done = [], []
     try:
         for path, before, after in changes:

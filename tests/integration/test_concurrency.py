@@ -143,3 +143,46 @@ def test_a_killed_holder_does_not_block_the_next_run(tmp_path, flock_holder):
     r = run_module(MODULE, {"path": str(config), "settings": MODE, "lock_timeout": 60})
     assert not r["failed"] and r["changed"] is True, r
     assert config.read_text() == DEBIAN.replace('mode = "auto"', 'mode = "cdi"')
+
+
+# A run killed in the middle of its write: fileops itself, replacing a file with 64 MiB (write and fsync
+# take long enough for the test to see the temp file and kill the writer before the rename).
+KILLED_WRITER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
+path = sys.argv[2]
+before = open(path).read()
+fileops.apply_changes([(path, before, before + "#" * (64 << 20) + "\\n")])
+"""
+
+
+def temps_of(folder):
+    return sorted(n for n in os.listdir(folder) if n.startswith(".config.toml.") and n.endswith(".tmp"))
+
+
+def test_the_temp_file_of_a_killed_run_is_removed_by_the_next_run(tmp_path, collections_path):
+    config = tmp_path / "etc" / "config.toml"
+    config.parent.mkdir()
+    config.write_text(DEBIAN)
+    for _attempt in range(20):   # until a writer is caught between mkstemp and rename (bounded)
+        p = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(collections_path), str(config)])
+        try:
+            for _poll in range(200000):
+                if temps_of(config.parent) or p.poll() is not None:
+                    break
+            p.send_signal(signal.SIGKILL)
+        finally:
+            p.wait(timeout=120)
+        if temps_of(config.parent) and config.read_text() == DEBIAN:
+            break
+        config.write_text(DEBIAN)   # the write won the race: start over
+        for name in temps_of(config.parent):
+            os.unlink(config.parent / name)
+    else:
+        pytest.skip("never caught a writer before its rename")
+    assert temps_of(config.parent), "precondition: the killed run left its temp file"
+    r = run_module(MODULE, {"path": str(config), "settings": MODE})
+    assert not r["failed"] and r["changed"] is True, r
+    assert config.read_text() == DEBIAN.replace('mode = "auto"', 'mode = "cdi"')
+    assert os.listdir(config.parent) == ["config.toml"]   # the killed run's temp file is gone
