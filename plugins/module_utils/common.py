@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 
+from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import detect_step
 
 VARIANT_SUFFIX = {"cdi": ".cdi", "legacy": ".legacy"}
@@ -65,7 +66,12 @@ def read_binary_version(path, runner):
 
 
 def read_text(path):
-    """File text, or None when it does not exist. Errors are EngineErrors."""
+    """File text, or None when it does not exist. Errors are EngineErrors (a symlink loop too: it is not a
+    missing file)."""
+    try:
+        fileops.resolve(path)
+    except fileops.FileOpError as e:
+        raise EngineError(str(e))
     try:
         with open(path, "rb") as f:
             data = f.read()

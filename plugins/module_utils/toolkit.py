@@ -12,7 +12,8 @@ Edits go through :class:`tomledit.Editor` without records (``record=False``): ev
 change stays as it was. A key that the packaged default only shows as a comment (``#no-cgroups = false``)
 is added on the line right after that comment, in the same table, with the comment's indentation. A
 missing table is added after the family of its closest existing parent table (else at the end), in the
-file's indentation style (the toolkit's own files use none).
+file's indentation style (the toolkit's own files use none), its header marked ``# gpuops.nvidia: added``:
+the one marker written, so that unsetting its last key removes the table again (original bytes back).
 
 Nothing here writes: :func:`plan` returns the before/after texts; the module writes them with
 ``fileops.apply_changes``.
@@ -26,6 +27,7 @@ import datetime
 import os
 import re
 
+from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
 from ansible_collections.gpuops.nvidia.plugins.module_utils import tomledit
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import TomlEditError
 
@@ -243,7 +245,7 @@ def _set(ed, name, parts, value):
         return ed.set_value(path, key, value, record=False)
     if path and tt.header(path) is None:
         after, indent = _table_place(tt, path)
-        ed.add_table(path, {key: value}, after=after, indent=indent, step=_step(tt), mark=None)
+        ed.add_table(path, {key: value}, after=after, indent=indent, step=_step(tt), mark=tomledit.ADDED)
         return True
     found = commented_key_line(tt, path, key)
     if found is not None:
@@ -264,6 +266,22 @@ def _unset(ed, name, parts):
     return ed.delete_key(parts[:-1], parts[-1])
 
 
+def _drop_emptied_table(ed, path):
+    """Remove table ``path`` when it is one we added (header marked ``# gpuops.nvidia: added``) and an
+    unset left it with nothing: no key, no comment, no sub-table. ``Editor.remove_table`` takes the blank
+    line ``add_table`` put before it, so a set then an unset of the same key gives the original bytes
+    back. A table written by hand (the packaged ``[nvidia-ctk]``) keeps its header.
+    """
+    tt = ed.tt
+    h = tt.header(path)
+    if not path or h is None or h.marker != "added" or any(x.path != h.path for x in tt.headers_under(path)):
+        return False
+    start, end = tt.body_range(path)
+    if any(line.strip() for line in tt.lines[start:end]):
+        return False
+    return ed.remove_table(path)
+
+
 def edit(text, settings=None, unset=None, name="config.toml"):
     """Apply ``settings`` and ``unset`` to ``text``; returns (new text, {dotted key: resulting value}).
 
@@ -272,8 +290,12 @@ def edit(text, settings=None, unset=None, name="config.toml"):
     """
     sets, unsets = parse_request(settings, unset)
     ed = tomledit.Editor(text or "", name)
+    emptied = set()
     for _dotted, parts in unsets:
-        _unset(ed, name, parts)
+        if _unset(ed, name, parts):
+            emptied.add(parts[:-1])
+    for path in sorted(emptied, key=len, reverse=True):   # sub-tables first: their parent may empty too
+        _drop_emptied_table(ed, path)
     # shallow keys first (stable): root keys must precede every [table] of a new file, and a new parent
     # table then exists before its new sub-tables are placed after it
     for _dotted, parts, value in sorted(sets, key=lambda s: len(s[1])):
@@ -303,7 +325,9 @@ class Plan(object):
 
 
 def read_text(path):
-    """The file's text, or None when it does not exist; ToolkitError when it cannot be read."""
+    """The file's text, or None when it does not exist; ToolkitError when it cannot be read, FileOpError
+    when it is a symlink loop."""
+    fileops.resolve(path)
     if os.path.isdir(path):
         raise ToolkitError("%s is a directory, not a config file" % path)
     try:

@@ -19,14 +19,18 @@ description:
     neither C(runc) nor C(crun), list it in C(nvidia-container-runtime.runtimes) (toolkit issue 712), for
     example V(["/usr/bin/crun", "runc"]).
   - Edits are format-preserving. Comments, order, spacing and every key not named stay byte-identical. A
-    changed value keeps its line's trailing comment. No marker comments are written.
+    changed value keeps its line's trailing comment.
+  - 'The only marker written is the comment C(# gpuops.nvidia: added) after the header of a table the
+    module adds, so that O(unset) can remove that table again.'
   - A key that the packaged default only shows as a comment (C(#no-cgroups = false)) is added on the line right
     after that comment, in the same table and with the same indentation; the comment stays.
   - A missing table is added after its closest existing parent table and that table's sub-tables (else at the
-    end of the file), in the file's indentation style.
+    end of the file), in the file's indentation style, its header marked (see above).
   - A missing file is created (mode C(0644), parent folders included) when there is something to write.
   - Writes are atomic (temporary file and rename), refused when the file changed since it was read, and
     idempotent (a second run with the same options changes zero bytes).
+  - Runs on the same file are serialised by a lock (C(flock) on a file in C(/run/lock/gpuops-nvidia));
+    see O(lock_timeout).
 author:
   - gpuops.nvidia developers (@gpuops)
 requirements:
@@ -35,7 +39,11 @@ extends_documentation_fragment: []
 attributes:
   check_mode:
     support: full
-    description: Computes the new text and the real diff; writes nothing.
+    description:
+      - Computes the new text and the real diff; writes nothing.
+      - Tests, without writing, that the real run could write the file, and fails with the same message
+        when it could not (read-only mount, immutable file or folder, a file where a folder must be, a
+        symlink loop).
   diff_mode:
     support: full
     description: Returns the file before and after, with the file as header.
@@ -64,19 +72,34 @@ options:
     description:
       - Dotted keys (same syntax as in O(settings)) to remove. Only the key's line is removed, so a key
         this module added after a C(#key = ...) comment goes away and the original bytes come back.
+      - A table this module added (its header marked, see the description) that is left with no key,
+        comment or sub-table is removed with its header and the blank line before it, so the original
+        bytes come back. Tables written by hand keep their header.
       - A key that is not set is ignored. Naming a table is an error.
     type: list
     elements: str
     default: []
   backup:
-    description: Create a timestamped backup beside the file before changing it.
+    description:
+      - Create a timestamped backup beside the file before changing it.
+      - The backup is written like the file (temporary file and rename); a run that fails leaves no
+        backup, complete or partial.
     type: bool
     default: false
+  lock_timeout:
+    description:
+      - Seconds to wait for another run that is changing the same file (another play, a retry, an ad-hoc
+        run) before failing. The file's lock is held from reading it to writing it; the waiting run then
+        reads what the other one wrote.
+      - On timeout the module fails, naming the file and the PID of the run holding the lock, and writes
+        nothing.
+    type: int
+    default: 120
 notes:
   - The toolkit reads this file at every container start, so no service needs a restart.
   - Errors leave the file untouched. They cover malformed TOML (file and line), a key path that crosses a
     value (C(a.b.c) when C(a.b) is a string), a key that also appears in O(unset) or overlaps another one,
-    an unwritable path, and a value written in a form that cannot be edited safely (multi-line array,
+    an unwritable path (the same error in check mode), a symlink loop, and a value written in a form that cannot be edited safely (multi-line array,
     inline table, dotted key inside the file). Edit such a value by hand once.
 seealso:
   - module: gpuops.nvidia.nvidia_containerd_runtime
@@ -164,36 +187,26 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
 from ansible_collections.gpuops.nvidia.plugins.module_utils import toolkit
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", default=toolkit.DEFAULT_PATH),
-            settings=dict(type="dict", default={}),
-            unset=dict(type="list", elements="str", default=[]),
-            backup=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
-    if not HAS_TOMLKIT:
-        module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
+def run(module, result):
     params = module.params
     path = params["path"]
-    result = dict(changed=False, path=path, backup_file=None)
     try:
         plan = toolkit.plan(path, params["settings"], params["unset"])
-    except (toolkit.ToolkitError, TomlEditError) as e:
+    except (toolkit.ToolkitError, TomlEditError, fileops.FileOpError) as e:
         module.fail_json(msg=to_native(e), **result)
 
     result.update(changed=plan.changed, settings=plan.settings, diff=plan.diff())
-    if not plan.changed or module.check_mode:
+    if not plan.changed:
         module.exit_json(**result)
 
-    try:
+    try:   # check mode: the same tests as the real run (read-only mount, immutable file...), nothing written
         _written, backups = fileops.apply_changes([(path, plan.before, plan.after)], module=module,
-                                                  backup=params["backup"])
+                                                  backup=params["backup"], check_mode=module.check_mode)
     except fileops.FileOpError as e:
         result["changed"] = False
         module.fail_json(msg=to_native(e), **result)
+    if module.check_mode:
+        module.exit_json(**result)
     result["backup_file"] = backups[0] if backups else None
     if plan.before is None:  # atomic_move gives a new file the umask's mode; the toolkit's file is 0644
         try:
@@ -202,6 +215,29 @@ def main():
             module.fail_json(msg="%s was written but its mode could not be set to 0644: %s" % (path, to_native(e)),
                              **result)
     module.exit_json(**result)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", default=toolkit.DEFAULT_PATH),
+            settings=dict(type="dict", default={}),
+            unset=dict(type="list", elements="str", default=[]),
+            backup=dict(type="bool", default=False),
+            lock_timeout=dict(type="int", default=fileops.LOCK_TIMEOUT),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_TOMLKIT:
+        module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
+    result = dict(changed=False, path=module.params["path"], backup_file=None)
+    if module.check_mode:   # reads only: no lock needed
+        run(module, result)
+    try:   # read, plan and write under the file's lock: a concurrent run waits, then reads what this one wrote
+        with fileops.locked([module.params["path"]], timeout=module.params["lock_timeout"]):
+            run(module, result)
+    except fileops.FileOpError as e:
+        module.fail_json(msg=to_native(e), **result)
 
 
 if __name__ == "__main__":

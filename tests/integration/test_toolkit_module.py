@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_run import ansible_env, run_module
+from ansible_run import ansible_env, run_module, run_module_steps
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,7 @@ def test_missing_file_is_created_0644_with_its_folders(tmp_path):
     assert not r["failed"], r
     assert r["changed"] is True
     assert r["diff"]["before_header"] == "%s (absent)" % path and r["diff"]["before"] == ""
-    assert path.read_text() == '[nvidia-container-runtime]\nruntimes = ["crun"]\n'
+    assert path.read_text() == '[nvidia-container-runtime]  # gpuops.nvidia: added\nruntimes = ["crun"]\n'
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
@@ -130,6 +130,78 @@ def test_unwritable_path_fails_and_changes_nothing(tmp_path):
     assert "cannot write %s" % path in r["msg"]
     assert blocker.read_text() == "x"
     assert sorted(os.listdir(tmp_path)) == ["not-a-folder"]
+
+
+def check_then_real(path, args):
+    """The same task in check mode, then for real (one playbook); both results."""
+    step = dict(path=str(path), **args)
+    return run_module_steps(MODULE, [dict(step, _check=True), step])
+
+
+def assert_both_fail_alike(check, real, msg):
+    assert check["failed"] and real["failed"], (check, real)
+    assert check["msg"] == real["msg"], (check["msg"], real["msg"])
+    assert msg in real["msg"], real["msg"]
+    assert check["changed"] is False and real["changed"] is False
+
+
+@pytest.fixture
+def chattr():
+    done = []
+
+    def run(flag, path):
+        if os.geteuid() != 0:
+            pytest.skip("chattr needs root")
+        if subprocess.run(["chattr", flag, str(path)], capture_output=True, check=False).returncode != 0:
+            pytest.skip("chattr %s is not supported on this filesystem" % flag)
+        done.append(path)
+
+    yield run
+    for path in done:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_check_mode_on_an_immutable_file_fails_as_the_real_run(config, chattr):
+    chattr("+i", config)
+    check, real = check_then_real(config, {"settings": SETTINGS})
+    assert_both_fail_alike(check, real, "cannot write %s: %s is not writable: it is immutable (chattr +i)"
+                           % (config, config))
+    assert config.read_text() == DEBIAN
+    assert sorted(os.listdir(config.parent)) == ["config.toml"]
+
+
+def test_check_mode_on_a_read_only_mount_fails_as_the_real_run(config):
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root")
+    d = config.parent
+    if subprocess.run(["mount", "--bind", str(d), str(d)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(d)], check=True, capture_output=True)
+        check, real = check_then_real(config, {"settings": SETTINGS})
+        assert_both_fail_alike(check, real, "%s is not writable: it is on a read-only file system" % d)
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+    assert config.read_text() == DEBIAN
+
+
+def test_check_mode_below_a_file_fails_as_the_real_run(tmp_path):
+    blocker = tmp_path / "nvidia-container-runtime"
+    blocker.write_text("x")
+    path = blocker / "config.toml"
+    check, real = check_then_real(path, {"settings": {"nvidia-container-runtime.mode": "cdi"}})
+    assert_both_fail_alike(check, real, "cannot write %s: %s is not a directory" % (path, blocker))
+    assert blocker.read_text() == "x" and sorted(os.listdir(tmp_path)) == ["nvidia-container-runtime"]
+
+
+def test_a_symlink_loop_fails_clearly_in_check_mode_and_for_real(tmp_path):
+    a, b = tmp_path / "config.toml", tmp_path / "other.toml"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    check, real = check_then_real(a, {"settings": SETTINGS})
+    assert_both_fail_alike(check, real, "%s is a symlink loop" % a)
+    assert "Traceback" not in real.get("module_stderr", "") + real.get("exception", "")
+    assert os.readlink(a) == str(b) and os.readlink(b) == str(a)
 
 
 def test_bad_values_fail_before_touching_the_file(config):

@@ -133,3 +133,231 @@ def test_no_temp_file_ever_appears_in_a_folder_a_runtime_loads(tmp_path, monkeyp
     assert os.listdir(confd) == ["99-nvidia.toml"] and (confd / "99-nvidia.toml").read_text() == "x = 1\n"
     fileops.apply_changes([(str(tmp_path / "crio.conf"), None, "y = 1\n")], outside=str(confd))
     assert seen[-1] == str(tmp_path)   # files outside the folder keep their temp file beside them
+
+
+# -- symlink loops (issue 10, item 10) -------------------------------------------------------------
+@pytest.fixture
+def loop(tmp_path):
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    return a
+
+
+def test_a_symlink_loop_is_a_clear_error_everywhere(loop):
+    msg = "%s is a symlink loop" % loop
+    for call in (lambda: fileops.resolve(str(loop)),
+                 lambda: fileops.read_bytes(str(loop)),
+                 lambda: fileops.apply_changes([(str(loop), None, "x = 1\n")]),
+                 lambda: fileops.apply_changes([(str(loop), None, "x = 1\n")], check_mode=True),
+                 lambda: fileops.preflight([(str(loop), None, "x = 1\n")]),
+                 lambda: fileops.backup_file(str(loop))):
+        with pytest.raises(fileops.FileOpError, match=msg):
+            call()
+    assert os.readlink(loop) == str(loop.parent / "b.toml")   # the links are left alone
+
+
+def test_a_folder_on_the_way_that_loops_is_a_clear_error(tmp_path):
+    (tmp_path / "d").symlink_to(tmp_path / "d")
+    path = tmp_path / "d" / "config.toml"
+    with pytest.raises(fileops.FileOpError, match="%s is a symlink loop" % path):
+        fileops.apply_changes([(str(path), None, "x = 1\n")], check_mode=True)
+
+
+# -- check mode runs the real run's tests (issue 10, item 9) ----------------------------------------
+def both_fail_alike(changes, **kw):
+    """check_mode and the real run both raise, with the same text; returns it."""
+    with pytest.raises(fileops.FileOpError) as check:
+        fileops.apply_changes(changes, check_mode=True, **kw)
+    with pytest.raises(fileops.FileOpError) as real:
+        fileops.apply_changes(changes, **kw)
+    assert str(check.value) == str(real.value)
+    return str(real.value)
+
+
+def chattr(flag, path):
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("chattr needs root")
+    if subprocess.run(["chattr", flag, str(path)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("chattr %s is not supported on this filesystem" % flag)
+
+
+@pytest.mark.parametrize("flag, what", [("+i", "immutable"), ("+a", "append-only")])
+def test_an_immutable_or_append_only_file_fails_in_check_mode_as_in_the_real_run(tmp_path, flag, what):
+    f = tmp_path / "config.toml"
+    f.write_text("x = 1\n")
+    chattr(flag, f)
+    try:
+        msg = both_fail_alike([(str(f), "x = 1\n", "x = 2\n")])
+        assert msg.startswith("cannot write %s: %s is not writable: it is %s" % (f, f, what)), msg
+        assert f.read_text() == "x = 1\n"
+        assert sorted(os.listdir(tmp_path)) == ["config.toml"]
+    finally:
+        chattr(flag.replace("+", "-"), f)
+
+
+def test_a_read_only_mount_fails_in_check_mode_as_in_the_real_run(tmp_path):
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root")
+    d = tmp_path / "etc"
+    d.mkdir()
+    f = d / "config.toml"
+    f.write_text("x = 1\n")
+    if subprocess.run(["mount", "--bind", str(d), str(d)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(d)], check=True, capture_output=True)
+        msg = both_fail_alike([(str(f), "x = 1\n", "x = 2\n")])
+        assert msg == "cannot write %s: %s is not writable: it is on a read-only file system; nothing was written" % (f, d)
+        msg = both_fail_alike([(str(d / "new.toml"), None, "x = 2\n")])
+        assert "read-only file system" in msg
+        assert f.read_text() == "x = 1\n"
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+
+
+def test_a_folder_that_is_a_file_fails_in_check_mode_as_in_the_real_run(tmp_path):
+    blocker = tmp_path / "conf.d"
+    blocker.write_text("")
+    path = blocker / "99-nvidia.toml"
+    msg = both_fail_alike([(str(path), None, "x = 1\n")])
+    assert msg == "cannot write %s: %s is not a directory; nothing was written" % (path, blocker)
+    assert sorted(os.listdir(tmp_path)) == ["conf.d"]
+
+
+def test_an_immutable_folder_fails_in_check_mode_as_in_the_real_run(tmp_path, unwritable_dir):
+    msg = both_fail_alike([(str(unwritable_dir / "new.toml"), None, "x = 1\n")])
+    assert "%s is not writable" % unwritable_dir in msg
+    assert os.listdir(unwritable_dir) == ["c.toml"]
+
+
+def test_check_mode_writes_nothing_when_the_write_would_succeed(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_text("x = 1\n")
+    before = os.stat(tmp_path).st_mtime_ns, os.stat(f).st_mtime_ns
+    assert fileops.apply_changes([(str(f), "x = 1\n", "x = 2\n"), (str(tmp_path / "new" / "n.toml"), None, "y\n")],
+                                 backup=True, check_mode=True) == ([], [])
+    assert f.read_text() == "x = 1\n" and sorted(os.listdir(tmp_path)) == ["config.toml"]
+    assert (os.stat(tmp_path).st_mtime_ns, os.stat(f).st_mtime_ns) == before
+
+
+# -- backups (issue 10, item 7; the full-disk case is in tests/integration/test_full_disk.py) -----------
+def test_a_failed_run_leaves_no_backup(tmp_path, monkeypatch):
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text("x = 1\n")
+    b.write_text("y = 1\n")
+    real_write = fileops.write_atomic
+
+    def write(path, *args, **kw):   # the second file cannot be written (a full disk, say)
+        if path == str(b):
+            raise fileops.FileOpError("cannot write %s: [Errno 28] No space left on device" % path)
+        return real_write(path, *args, **kw)
+
+    monkeypatch.setattr(fileops, "write_atomic", write)
+    with pytest.raises(fileops.FileOpError, match="cannot write %s" % b):
+        fileops.apply_changes([(str(a), "x = 1\n", "x = 2\n"), (str(b), "y = 1\n", "y = 2\n")], backup=True)
+    assert a.read_text() == "x = 1\n" and b.read_text() == "y = 1\n"
+    assert sorted(os.listdir(tmp_path)) == ["a.toml", "b.toml"]
+
+
+def test_a_directory_in_place_of_the_file_is_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "b.toml").mkdir()
+    msg = both_fail_alike([(str(tmp_path / "b.toml"), None, "y = 1\n")])
+    assert msg == "cannot write %s: it is a directory; nothing was written" % (tmp_path / "b.toml")
+
+
+def test_backup_keeps_mode_and_owner_and_can_go_elsewhere(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_text("x = 1\n")
+    os.chmod(f, 0o600)
+    os.chown(f, 1234, 4321)
+    b = fileops.backup_file(str(f), backup_dir=str(tmp_path / "backups"))
+    assert os.path.dirname(b) == str(tmp_path / "backups") and os.path.basename(b).startswith("config.toml.")
+    st = os.stat(b)
+    assert open(b).read() == "x = 1\n" and stat.S_IMODE(st.st_mode) == 0o600 and (st.st_uid, st.st_gid) == (1234, 4321)
+    assert os.listdir(tmp_path / "backups") == [os.path.basename(b)]   # no temp file left
+    assert fileops.backup_file(str(f), backup_dir=str(tmp_path / "backups")) != b   # never overwrites one
+
+
+# -- one run at a time (issue 10, item 1; the module under real concurrency: tests/integration/test_concurrency.py)
+HOLDER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
+with fileops.locked(sys.argv[2:]):
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
+@pytest.fixture
+def holder(collections_path):
+    """Start a process that holds the locks of some paths until its stdin closes (or it is killed)."""
+    import select
+    import subprocess
+    import sys
+    procs = []
+
+    def start(*paths):
+        p = subprocess.Popen([sys.executable, "-c", HOLDER, str(collections_path)] + [str(x) for x in paths],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+        ready, _w, _x = select.select([p.stdout], [], [], 60)
+        assert ready and p.stdout.readline() == "locked\n", "the holder did not take the lock"
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=60)
+
+
+def test_a_held_lock_times_out_with_the_file_and_the_holders_pid(tmp_path, holder):
+    f = tmp_path / "config.toml"
+    link = tmp_path / "link.toml"
+    link.symlink_to(f)
+    p = holder(f)
+    for name in (f, link):   # a symlink shares its target's lock
+        with pytest.raises(fileops.FileOpError) as e:
+            with fileops.locked([str(name)], timeout=0.2):
+                pytest.fail("got a lock that another process holds")
+        assert str(e.value).startswith("%s is being changed by another run (pid %d, lock " % (f, p.pid)), str(e.value)
+        assert "nothing was written" in str(e.value)
+    assert not f.exists() and sorted(os.listdir(tmp_path)) == ["link.toml"]   # no lock file beside the config
+
+
+def test_the_lock_is_free_again_when_its_holder_is_killed(tmp_path, holder):
+    import signal
+    f = tmp_path / "config.toml"
+    p = holder(f)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    with fileops.locked([str(f)], timeout=60):
+        pass
+
+
+def test_locks_are_taken_in_one_order_and_are_reentrant(tmp_path, holder):
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    with fileops.locked([str(b), str(a)], timeout=5):
+        with fileops.locked([str(a)], timeout=5):   # already held by this process: no self-deadlock
+            pass
+        assert fileops.lock_file(str(a)) in fileops._HELD.values()
+    assert fileops._HELD == {}
+    p = holder(b, a)   # a process holding both; then released by closing its stdin
+    with pytest.raises(fileops.FileOpError, match="pid %d" % p.pid):
+        with fileops.locked([str(a)], timeout=0.2):
+            pass
+    p.stdin.close()
+    p.wait(timeout=60)
+    with fileops.locked([str(a), str(b)], timeout=60):
+        pass
+
+
+def test_the_engines_read_a_symlink_loop_as_an_error_not_as_a_missing_file(loop):
+    from ansible_collections.gpuops.nvidia.plugins.module_utils import common
+    with pytest.raises(common.EngineError, match="%s is a symlink loop" % loop):
+        common.read_text(str(loop))
+    assert common.read_text(str(loop.parent / "missing.toml")) is None

@@ -10,6 +10,8 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.toolkit import Toolk
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "toolkit"
 DEBIAN = (FIXTURES / "config-debian.toml").read_text()
 UBUNTU = (FIXTURES / "config-ubuntu.toml").read_text()
+NVIDIA_CTK_DEFAULT = (FIXTURES / "nvidia-ctk-1.20-config-default.toml").read_text()
+M = "  # gpuops.nvidia: added"   # the marker after the header of a table we add (unset removes it again)
 
 
 def replaced(text, old, new):
@@ -112,21 +114,21 @@ def test_new_sub_table_goes_after_its_siblings():
         DEBIAN,
         'mount-spec-path = "/etc/nvidia-container-runtime/host-files-for-container.d"\n',
         'mount-spec-path = "/etc/nvidia-container-runtime/host-files-for-container.d"\n'
-        '\n[nvidia-container-runtime.modes.legacy]\ncuda-compat-mode = "ldconfig"\n')
+        '\n[nvidia-container-runtime.modes.legacy]' + M + '\ncuda-compat-mode = "ldconfig"\n')
     assert values == {"nvidia-container-runtime.modes.legacy.cuda-compat-mode": "ldconfig"}
 
 
 def test_new_top_level_table_goes_at_the_end_and_gets_all_its_keys():
     out, dummy = edit(DEBIAN, {"features.allow-ldconfig-from-container": False,
                                "features.disable-imex-channel-creation": True})
-    assert out == DEBIAN + ("\n[features]\nallow-ldconfig-from-container = false\n"
+    assert out == DEBIAN + ("\n[features]" + M + "\nallow-ldconfig-from-container = false\n"
                             "disable-imex-channel-creation = true\n")
 
 
 def test_new_table_follows_an_indented_files_style():
     text = "[plugins]\n  [plugins.a]\n    x = 1\n"
     out, dummy = edit(text, {"plugins.b.y": 2})
-    assert out == text + "\n  [plugins.b]\n    y = 2\n"
+    assert out == text + "\n  [plugins.b]" + M + "\n    y = 2\n"
 
 
 def test_quoted_segment_with_a_dot():
@@ -202,8 +204,8 @@ def test_new_file_from_nothing():
     out, dummy = edit(None, {"nvidia-container-runtime.runtimes": ["/usr/bin/crun"], "disable-require": False,
                              "nvidia-container-cli.no-cgroups": True})
     assert out == ("disable-require = false\n"
-                   "\n[nvidia-container-runtime]\nruntimes = [\"/usr/bin/crun\"]\n"
-                   "\n[nvidia-container-cli]\nno-cgroups = true\n")
+                   "\n[nvidia-container-runtime]" + M + "\nruntimes = [\"/usr/bin/crun\"]\n"
+                   "\n[nvidia-container-cli]" + M + "\nno-cgroups = true\n")
 
 
 # -- unset -----------------------------------------------------------------------------------------
@@ -310,7 +312,7 @@ def test_plan_of_a_missing_file(tmp_path):
     p = tmp_path / "etc" / "config.toml"
     plan = toolkit.plan(str(p), {"nvidia-container-runtime.mode": "cdi"})
     assert plan.changed and plan.before is None
-    assert plan.after == '[nvidia-container-runtime]\nmode = "cdi"\n'
+    assert plan.after == '[nvidia-container-runtime]' + M + '\nmode = "cdi"\n'
     assert plan.diff()["before_header"] == "%s (absent)" % p
     nothing = toolkit.plan(str(p), None, ["nvidia-container-runtime.mode"])
     assert not nothing.changed and nothing.after is None
@@ -330,4 +332,44 @@ def test_plan_read_errors(tmp_path):
 
 def test_new_parent_and_child_tables_come_out_in_order_whatever_the_request_order():
     out, dummy = edit(DEBIAN, {"features.sub.deep": 1, "features.flag": True})
-    assert out == DEBIAN + "\n[features]\nflag = true\n\n[features.sub]\ndeep = 1\n"
+    assert out == DEBIAN + "\n[features]" + M + "\nflag = true\n\n[features.sub]" + M + "\ndeep = 1\n"
+
+
+# -- set then unset gives the original bytes back (issue 10, item 15) --------------------------------
+@pytest.mark.parametrize("text", [NVIDIA_CTK_DEFAULT, DEBIAN], ids=["nvidia-ctk-1.20-default", "debian"])
+@pytest.mark.parametrize("keys", [
+    ["features.allow-ldconfig-from-container"],                        # a new top-level table, at the end
+    ["nvidia-container-runtime.modes.jit-cdi.annotation-prefixes"],    # a new sub-table, among its siblings
+    ["features.flag", "features.sub.deep"],                            # a new table and its new sub-table
+    ["nvidia-container-runtime.modes.cdi.extra", "features.a", "nvidia-ctk.x"],   # mixed with existing tables
+])
+def test_set_then_unset_gives_the_original_bytes_back(text, keys):
+    out, dummy = edit(text, {k: True for k in keys})
+    assert out != text
+    back, dummy = edit(out, None, keys)
+    assert back == text
+    back, dummy = edit(out, None, list(reversed(keys)))   # whatever the order of the unset
+    assert back == text
+
+
+def test_set_then_unset_of_a_new_file_leaves_nothing():
+    out, dummy = edit(None, {"nvidia-container-runtime.mode": "cdi", "nvidia-container-cli.no-cgroups": True})
+    back, dummy = edit(out, None, ["nvidia-container-runtime.mode", "nvidia-container-cli.no-cgroups"])
+    assert back == ""
+
+
+def test_a_hand_written_table_keeps_its_header_when_its_last_key_is_unset():
+    out, dummy = edit(NVIDIA_CTK_DEFAULT, None, ["nvidia-ctk.path"])
+    assert out == replaced(NVIDIA_CTK_DEFAULT, '[nvidia-ctk]\npath = "nvidia-ctk"\n', "[nvidia-ctk]\n")
+
+
+def test_a_table_we_added_stays_while_it_holds_anything_else():
+    out, dummy = edit(DEBIAN, {"features.a": True, "features.b": False})
+    back, dummy = edit(out, None, ["features.a"])
+    assert back == DEBIAN + "\n[features]" + M + "\nb = false\n"
+    commented = out.replace("a = true\n", "a = true\n# kept by hand\n")
+    back, dummy = edit(commented, None, ["features.a", "features.b"])
+    assert back == DEBIAN + "\n[features]" + M + "\n# kept by hand\n"
+    with_sub, dummy = edit(out, {"features.sub.c": 1})
+    back, dummy = edit(with_sub, None, ["features.a", "features.b"])
+    assert back == DEBIAN + "\n[features]" + M + "\n\n[features.sub]" + M + "\nc = 1\n"
