@@ -272,9 +272,9 @@ class Context(object):
         self.replaces_builtin = self.rules.file_runtimes_replace_builtin
 
     def owner_table(self, name):
-        """The handler table as defined in a file we do not write, when containerd (or k0s) merges ours over
-        it key by key; None otherwise."""
-        merges = self.rules.imports_deep_merge or not self.opts["manage_imports"]
+        """The handler table as defined in a file we do not write, when containerd merges ours over it key by
+        key; None otherwise. Not for k0s (manage_imports=False): the files it generates hold our own drop-in."""
+        merges = self.rules.imports_deep_merge and self.opts["manage_imports"]
         table = self.file_tables.get(name)
         return copy.deepcopy(table) if merges and isinstance(table, dict) else None
 

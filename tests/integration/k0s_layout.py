@@ -57,8 +57,9 @@ except ImportError:  # pragma: no cover
 
 GEN_V2 = "k0s-1.27.1..1.35 (containerd 1.7, config v2, CRI drop-ins merged by k0s)"
 GEN_V3 = "k0s-1.36+ (containerd 2.x, config v3, drop-ins imported by containerd)"
+GEN_CONCAT = "k0s-1.27.1..1.27.4 (containerd 1.7, CRI drop-ins appended to the default CRI config, not merged)"
 # a real release of each generation (the marker rule is asked of the rules table per release)
-RELEASE = {GEN_V2: "v1.35.2+k0s.0", GEN_V3: "v1.36.3+k0s.0"}
+RELEASE = {GEN_V2: "v1.35.2+k0s.0", GEN_V3: "v1.36.3+k0s.0", GEN_CONCAT: "v1.27.3+k0s.0"}
 
 HEADER = ("# k0s_managed=true\n"
           "# This is a placeholder configuration for k0s managed containerd.\n"
@@ -156,6 +157,22 @@ class K0sLayout:
             }
             _atomic_write(self.config, HEADER + tomlkit.dumps(doc))
             return {"managed": True, "imports": doc["imports"], "merged": []}
+
+        if self.generation == GEN_CONCAT:
+            # 1.27.1-1.27.4: the default CRI config as text, then each CRI drop-in appended after a comment
+            # (fixed by the merge patch of 1.27.5 / 1.28.2)
+            text = tomlkit.dumps(self.default_cri_config())
+            imports, merged = [], []
+            for path in self.dropins():
+                if V2_CRI in (_plain(path.read_text()).get("plugins") or {}):
+                    text += "\n# appended from %s\n%s" % (path, path.read_text())
+                    merged.append(str(path))
+                else:
+                    imports.append(str(path))
+            _atomic_write(self.cri_config, text)
+            imports.append(str(self.cri_config))
+            _atomic_write(self.config, HEADER + tomlkit.dumps({"version": 2, "imports": imports}))
+            return {"managed": True, "imports": imports, "merged": merged}
 
         merged_doc: Dict[str, Any] = self.default_cri_config()
         imports: List[str] = []

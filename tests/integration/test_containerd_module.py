@@ -246,7 +246,8 @@ def test_stale_nvidia_entry_is_updated_in_place(build, tmp_path, daemon_factory)
     before = loaded(daemon_factory, build, cfg)
     assert handler(before)["options"]["BinaryName"] != NCR
     ok(module(build, cfg))
-    assert "runtimes.nvidia]  # gpuops.nvidia: replaced" in cfg.read_text()
+    # the operator's table is patched key by key, each edit recording what it replaced
+    assert 'BinaryName = "/usr/bin/nvidia-container-runtime"  # gpuops.nvidia: replaced "/usr/local/nvidia/' in cfg.read_text()
     cri = loaded(daemon_factory, build, cfg)
     runc = cri["containerd"]["runtimes"]["runc"]
     assert handler(cri)["options"]["BinaryName"] == NCR
@@ -254,8 +255,9 @@ def test_stale_nvidia_entry_is_updated_in_place(build, tmp_path, daemon_factory)
     assert cri["containerd"]["defaultRuntimeName"] in cri["containerd"]["runtimes"]
     assert not ok(module(build, cfg))["changed"]
     ok(module(build, cfg, state="absent"))
+    assert cfg.read_text() == original       # absent gives the table back as it was
     cri = loaded(daemon_factory, build, cfg)
-    assert "nvidia" not in cri["containerd"]["runtimes"]
+    assert handler(cri)["options"]["BinaryName"] == handler(before)["options"]["BinaryName"]
     assert cri["containerd"]["defaultRuntimeName"] in cri["containerd"]["runtimes"]
     assert not ok(module(build, cfg, state="absent"))["changed"]
 
@@ -406,3 +408,38 @@ def test_bootstrap_then_installed_changes_nothing(build, tmp_path, daemon_factor
     finally:
         if layout == "k0s":
             k0s.cleanup()
+
+
+# -- a handler the operator tuned keeps its settings (judged by the CRI plugin) -------------------------
+def tuned(build):
+    """The build's own `config default` (runc SystemdCgroup = true) plus the operator's GPU handler with
+    privileged_without_host_devices and pod_annotations set, and an outdated BinaryName."""
+    text = fixture_text("default-%s-systemd.toml" % build.key)
+    cri = "'io.containerd.cri.v1.runtime'" if build.major >= 2 else '"io.containerd.grpc.v1.cri"'
+    return text + (
+        "\n# the operator's GPU handler\n"
+        "[plugins.%s.containerd.runtimes.nvidia]\n"
+        "  runtime_type = \"io.containerd.runc.v2\"\n"
+        "  privileged_without_host_devices = true\n"
+        "  pod_annotations = [\"nvidia.cdi.k8s.io/*\"]\n"
+        "  [plugins.%s.containerd.runtimes.nvidia.options]\n"
+        "    BinaryName = \"/usr/local/nvidia/toolkit/nvidia-container-runtime\"\n" % (cri, cri))
+
+
+@pytest.mark.parametrize("mode", ["in-place", "drop-in"])
+def test_tuned_handler_keeps_its_settings_in_the_cri_plugin(build, tmp_path, daemon_factory, mode):
+    if build.major < 2 and mode == "drop-in":
+        pytest.skip("1.x: a drop-in carries a copy of the CRI section; the in-place case is the one that matters")
+    original = tuned(build)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(original)
+    extra = {"drop_in": str(tmp_path / "conf.d" / "99-nvidia.toml")} if mode == "drop-in" else {}
+    ok(module(build, cfg, **extra))
+    cri = loaded(daemon_factory, build, cfg)
+    nv = handler(cri)
+    assert nv["options"]["BinaryName"] == NCR
+    assert nv["options"]["SystemdCgroup"] is True                   # follows runc, as the kubelet needs
+    assert nv.get("privileged_without_host_devices", nv.get("privilegedWithoutHostDevices")) is True
+    assert (nv.get("PodAnnotations") or nv.get("podAnnotations") or nv.get("pod_annotations")) == ["nvidia.cdi.k8s.io/*"]
+    present_again_absent(build, cfg, original, **extra)
+    assert handler(loaded(daemon_factory, build, cfg))["options"]["BinaryName"] == "/usr/local/nvidia/toolkit/nvidia-container-runtime"

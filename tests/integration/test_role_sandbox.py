@@ -214,6 +214,20 @@ def test_k0s_release_that_concatenates_drop_ins_is_refused(tmp_path):
     assert not (tmp_path / "etc/k0s/containerd.d/nvidia.toml").exists()
 
 
+def test_k0s_1_27_concatenation_breaks_the_drop_in_the_refusal_prevents(tmp_path, builds):
+    """Why 1.27.1-1.27.4 are refused: the drop-in that 1.27.5-1.35 merge (it repeats runtimes.runc, which a
+    file's runtimes map needs on containerd 1.7) makes the concatenated CRI config invalid for the real 1.7."""
+    rc, out, err, dummy = run_role(tmp_path, k0s_vars(tmp_path, nvidia_runtime_k0s_version="v1.35.2+k0s.0"))
+    assert_ok(rc, out, err)
+    merged = k0s_layout.K0sLayout(builds["1.7"], "registry.k8s.io/pause:3.10", base=tmp_path, generation=k0s_layout.GEN_V2)
+    merged.setup_config()
+    assert harness.config_dump(builds["1.7"], merged.config)[0] == 0
+    concat = k0s_layout.K0sLayout(builds["1.7"], "registry.k8s.io/pause:3.10", base=tmp_path, generation=k0s_layout.GEN_CONCAT)
+    concat.setup_config()
+    rc2, dump, derr = harness.config_dump(builds["1.7"], concat.config)
+    assert rc2 != 0, dump[-500:]
+
+
 def k0s_136_worker(tmp_path: Path, build) -> Path:
     """An installed k0s 1.36 worker: the containerd.toml k0s 1.36 writes, and its containerd as 2.3 answers
     (k0s_layout.write_containerd_23_emulator over the real 2.x build)."""
