@@ -121,8 +121,8 @@ def test_present_restart_run_absent(tmp_path, build):
         d.fake_systemctl(node.bin)
         env = {"PATH": "%s:%s:%s" % (node.bin, build.bindir, harness.SYSTEM_PATH)}
         image = d.load_busybox()
-        args = node.args(set_as_default=True, variants=["cdi"], restart="systemd", socket=d.socket,
-                         restart_timeout=60)
+        args = node.args(set_as_default=True, variants=["cdi"], enable_cdi=True, restart="systemd",
+                         socket=d.socket, restart_timeout=60)
 
         r, again = run_module_steps(MOD, [args, args], env=env)
         assert r["failed"] is False, r
@@ -136,8 +136,11 @@ def test_present_restart_run_absent(tmp_path, build):
         assert {"nvidia", "nvidia-cdi", "runc"} <= set(info["Runtimes"]), info["Runtimes"]
         assert info["Runtimes"]["nvidia"]["path"] == str(node.runtime)
         assert info["DefaultRuntime"] == "nvidia"
+        if build.major >= 26:   # CDI device injection is on (verified on 26.1; 20.10 has no CDI)
+            assert info["CDISpecDirs"], info
         written = node.config.read_text()
-        assert written.startswith(original[:original.index('"max-concurrent-downloads"')])
+        assert written.startswith(original[:original.index('"buildkit": true')])
+        assert json.loads(written)["features"] == {"buildkit": True, "cdi": True}
 
         out = d.docker("run", "--rm", "--runtime", "nvidia", "--network", "none", image, "echo", "hello").stdout
         assert out.strip() == "hello"
@@ -264,3 +267,27 @@ def test_a_daemon_that_does_not_come_back_is_rolled_back(tmp_path, newest):
         info = d.wait_healthy(30)
         assert "nvidia" not in info["Runtimes"]
         assert d.restarts >= 2 and "(failing)" in d.log()
+
+
+@pytest.mark.parametrize("live_restore", [True, False], ids=["live-restore", "no-live-restore"])
+def test_what_a_restart_means_for_running_containers(tmp_path, newest, live_restore):
+    """What the module's documentation says: with live-restore a running container survives the
+    restart the module does (same process); without it the container is stopped."""
+    text = initial_config(newest, tmp_path)
+    if live_restore:
+        text = text.replace('"log-level": "info",', '"log-level": "info",\n  "live-restore": true,')
+    node = Node(tmp_path, newest, text)
+    with docker_daemon.DockerDaemon(newest, node.config) as d:
+        d.fake_systemctl(node.bin)
+        env = {"PATH": "%s:%s:%s" % (node.bin, newest.bindir, harness.SYSTEM_PATH)}
+        image = d.load_busybox()
+        cid = d.docker("run", "-d", "--network", "none", image, "sleep", "600").stdout.strip()
+        pid = int(d.docker("inspect", "--format", "{{.State.Pid}}", cid).stdout)
+        r = run_module(MOD, node.args(restart="systemd", socket=d.socket), env=env)
+        assert r["failed"] is False and r["restarted"] is True, r
+        state = json.loads(d.docker("inspect", "--format", "{{json .State}}", cid).stdout)
+        if live_restore:
+            assert state["Running"] is True and state["Pid"] == pid and harness.pid_alive(pid)
+        else:
+            assert state["Running"] is False and not harness.pid_alive(pid)
+        d.docker("rm", "-f", cid)
