@@ -23,6 +23,7 @@ from ansible_run import run_module, run_module_steps  # noqa: E402
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import docker as engine  # noqa: E402
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import default_runner  # noqa: E402
+from ansible_collections.gpuops.nvidia.plugins.module_utils.service import wait_until  # noqa: E402
 
 MOD = "gpuops.nvidia.nvidia_docker_runtime"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "docker"
@@ -283,6 +284,8 @@ def test_what_a_restart_means_for_running_containers(tmp_path, newest, live_rest
         image = d.load_busybox()
         cid = d.docker("run", "-d", "--network", "none", image, "sleep", "600").stdout.strip()
         pid = int(d.docker("inspect", "--format", "{{.State.Pid}}", cid).stdout)
+        always = d.docker("run", "-d", "--restart", "always", "--network", "none", image, "sleep", "600").stdout.strip()
+        always_pid = int(d.docker("inspect", "--format", "{{.State.Pid}}", always).stdout)
         r = run_module(MOD, node.args(restart="systemd", socket=d.socket), env=env)
         assert r["failed"] is False and r["restarted"] is True, r
         state = json.loads(d.docker("inspect", "--format", "{{json .State}}", cid).stdout)
@@ -290,4 +293,9 @@ def test_what_a_restart_means_for_running_containers(tmp_path, newest, live_rest
             assert state["Running"] is True and state["Pid"] == pid and harness.pid_alive(pid)
         else:
             assert state["Running"] is False and not harness.pid_alive(pid)
-        d.docker("rm", "-f", cid)
+            # a container with a restart policy is started again (a new process) by the new daemon
+            assert not harness.pid_alive(always_pid)
+            new = wait_until(lambda: json.loads(d.docker("inspect", "--format", "{{json .State}}", always).stdout)
+                             .get("Pid") or None, 30)
+            assert new and new != always_pid
+        d.docker("rm", "-f", cid, always)
