@@ -59,11 +59,6 @@ def sample(name):
     return (FIXTURES / name).read_text()
 
 
-def pairs(text):
-    """The top level as an ordered list of (key, value), values decoded in order too."""
-    return json.loads(text.lstrip("\ufeff"), object_pairs_hook=lambda kv: list(kv))
-
-
 def ordered(text):
     return json.loads(text.lstrip("\ufeff"), object_pairs_hook=OrderedDict)
 
@@ -297,7 +292,7 @@ def _random_value(rng, depth):
     if kind == "null":
         return None
     if kind == "list":
-        return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+        return [_random_value(rng, depth + 1) for _i in range(rng.randint(0, 3))]
     return {"k%d" % i: _random_value(rng, depth + 1) for i in range(rng.randint(0, 3))}
 
 
@@ -371,7 +366,7 @@ def fake_docker_socket(tmp_path):
     def serve():
         while True:
             try:
-                conn, _ = srv.accept()
+                conn, _addr = srv.accept()
             except OSError:
                 return
             with conn:
@@ -394,3 +389,22 @@ def test_daemon_info_and_the_health_judgement(fake_docker_socket, tmp_path):
     assert not engine.info_matches(info, _plan_for("{}"))                 # default should be runc
     assert not engine.info_matches(info, _plan_for("{}", state="absent"))  # nvidia must be gone
     assert engine.daemon_info(str(tmp_path / "nothing.sock")) is None
+
+
+def test_a_file_re_serialised_by_nvidia_ctk_in_between_still_comes_back_to_the_original_settings():
+    """nvidia-ctk rewrites the whole file (sorted, 4 spaces): the record's spans no longer match, so
+    absent falls back to removing our members; the settings come back, the layout is nvidia-ctk's."""
+    original = sample("handwritten.json")
+    node = Node({CFG: original})
+    node.run(set_as_default=True, enable_cdi=True)
+    node.files[CFG] = json.dumps(json.loads(node.files[CFG]), indent=4, sort_keys=True) + "\n"
+    assert node.run(set_as_default=True, enable_cdi=True).changed is False
+    p = node.run(state="absent")
+    assert json.loads(node.files[CFG]) == json.loads(original)
+    assert SIDE not in node.files and any("changed since" in w for w in p.warnings)
+
+
+def test_duplicates_elsewhere_are_not_ours_to_judge():
+    node = Node({CFG: '{"debug": true, "debug": false}'})
+    node.run()
+    assert node.files[CFG] == '{"debug": true, "debug": false, "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}}'
