@@ -11,9 +11,10 @@ the exec-root.  A thread respawns dockerd whenever it exits (``Restart=always``)
 under test runs (``systemctl restart docker`` -> SIGTERM to the pid in the pidfile, wait for the exit).
 ``fail_flag``: while that path exists, each (re)start uses a config dockerd refuses (a crash loop).
 
-Host footprint: none outside the temp folder and the cache, except what dockerd's containerd shares
-with every containerd (shim sockets under ``/run/containerd/s/<hash>``, removed on exit) and the
-container cgroups under ``/sys/fs/cgroup/docker`` (removed with the containers: ``docker run --rm``).
+Host footprint: none outside the temp folder and the cache, except what every dockerd/containerd
+shares: the empty folders ``/run/docker/plugins`` (plugin discovery) and ``/run/containerd/s`` (shim
+sockets, removed on exit), and the container cgroups under ``/sys/fs/cgroup/docker`` (removed with the
+containers: :meth:`DockerDaemon.stop` removes every container first).
 20.10 writes a trust key to ``/etc/docker/key.json`` unless ``deprecated-key-path`` is set: the test
 configs for 20.10 set it into the temp folder (:meth:`DockerBuild.base_config`).
 """
@@ -92,6 +93,13 @@ def docker_builds() -> Dict[str, DockerBuild]:
         out[suite] = DockerBuild(suite=suite, version=harness._upstream(deb_version), deb_version=deb_version,
                                  dockerd=str(dockerd), docker=str(docker), bindir=str(bindir))
     return out
+
+
+def _mounts_under(folder) -> List[str]:
+    prefix = str(folder).rstrip("/") + "/"
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1].encode().decode("unicode_escape") for line in f]
+    return [m for m in points if m.startswith(prefix) or m == prefix[:-1]]
 
 
 def busybox_image_tar(dest) -> Path:
@@ -184,11 +192,19 @@ class DockerDaemon:
         self.stop()
 
     def stop(self) -> None:
+        """Remove every container, stop dockerd (TERM, then KILL), unmount what it left mounted under
+        the temp folder (with live-restore it leaves its data-root mount on purpose), remove the folder."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         p = self.proc
         if p is not None and p.poll() is None:
+            try:
+                ids = self.docker("ps", "-aq", check=False, timeout=30).stdout.split()
+                if ids:
+                    self.docker("rm", "-f", *ids, check=False, timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
             p.send_signal(signal.SIGTERM)
             try:
                 p.wait(timeout=30)
@@ -196,6 +212,8 @@ class DockerDaemon:
                 p.kill()
                 p.wait()
         self.proc = None
+        for mnt in sorted(_mounts_under(self.tmp), reverse=True):
+            subprocess.run(["umount", "-l", mnt], capture_output=True, check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     @property
