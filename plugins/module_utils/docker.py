@@ -204,12 +204,17 @@ def _path_object(top, path):
 # ---------------------------------------------------------------------------------------------------
 
 class Layout(object):
-    """How the file writes JSON: line ending, indentation step, ``:`` spacing."""
+    """How the file writes JSON: line ending, indentation step, ``:`` spacing, ``,`` spacing on one line."""
 
     def __init__(self, text, top):
         self.nl = "\r\n" if "\r\n" in text else "\n"
         self.step = DEFAULT_STEP
         self.colon = ": "
+        self.sep = ", "
+        if len(top.members) > 1:
+            between = text[top.members[0].vend:top.members[1].kstart]
+            if "\n" not in between and between.strip() == ",":
+                self.sep = between
         first = top.members[0] if top.members else None
         if first is not None:
             ind = _line_indent(text, first.kstart)
@@ -221,7 +226,7 @@ class Layout(object):
 
     def dump(self, value, indent, inline):
         if inline:
-            return json.dumps(value, separators=(", ", self.colon))
+            return json.dumps(value, separators=(self.sep, self.colon))
         s = json.dumps(value, indent=self.step, separators=(",", self.colon))
         return s.replace("\n", self.nl + indent)
 
@@ -269,9 +274,9 @@ def _insert_members(obj, path, pairs, layout):
     """Insert ``pairs`` [(key, value)] at the end of ``obj`` (at ``path``), in the file's layout."""
     text = obj.text
     if not _multiline(obj):
-        sep = ", "
+        sep = layout.sep
         if len(obj.members) > 1:
-            sep = text[obj.members[-2].vend:obj.members[-1].kstart] or ", "
+            sep = text[obj.members[-2].vend:obj.members[-1].kstart]
         items = [json.dumps(k) + layout.colon + layout.dump(v, "", inline=True) for k, v in pairs]
         if obj.members:
             start = end = obj.members[-1].vend

@@ -300,4 +300,4 @@ def test_what_a_restart_means_for_running_containers(tmp_path, newest, live_rest
             assert new and new != always_pid
         d.docker("rm", "-f", cid, always)
     # live-restore leaves dockerd's data-root mounted on purpose: the harness still leaves nothing behind
-    assert not d.tmp.exists() and not [m for m in open("/proc/self/mounts").read().split() if m.startswith(str(d.tmp))]
+    assert not d.tmp.exists() and str(d.tmp) not in Path("/proc/self/mounts").read_text()

@@ -128,6 +128,10 @@ def test_new_members_copy_the_files_layout():
     node.run(set_as_default=True)
     assert node.files[CFG] == ('{"debug":true,"runtimes":{"nvidia":{"path":"/usr/bin/nvidia-container-runtime"}},'
                                '"max-concurrent-downloads":3,"default-runtime":"nvidia"}\n')
+    node = Node({CFG: sample("one-line.json")})
+    node.run(variants=["cdi"], runtime_args=["-a", "-b"])
+    assert '"runtimes":{"nvidia":{"path":"/usr/bin/nvidia-container-runtime","runtimeArgs":["-a","-b"]},' \
+           '"nvidia-cdi":{' in node.files[CFG]
 
 
 def test_crlf_and_bom_are_kept():
