@@ -93,6 +93,7 @@ fetch:
 	@echo "== fetching containerd builds into $(GPUOPS_CACHE) (cached)"
 	bash scripts/fetch-containerd.sh >/dev/null
 	if [ -f scripts/fetch-busybox.sh ]; then bash scripts/fetch-busybox.sh >/dev/null; fi
+	bash scripts/fetch-docker.sh >/dev/null
 
 # --------------------------------------------------------------------------- checks
 # pytest exit codes: 0 ok, 1 failures, 2 interrupted, 3 internal error, 4 usage error,
