@@ -27,8 +27,6 @@ import copy
 import fnmatch
 import glob
 import os
-import shutil
-import tempfile
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (  # noqa: F401 (re-exported)
     VARIANT_SUFFIX, EngineError, FileChange, Plan, check_names, deep_merge, default_runner, get_in, handler_binaries,
@@ -38,7 +36,7 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (  # n
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (  # tomlkit: None when absent
     REPLACED, Editor, TomlEditError, TomlText, detect_step, parse, tomlkit,
 )
-from ansible_collections.gpuops.nvidia.plugins.module_utils import versions
+from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, versions
 from ansible_collections.gpuops.nvidia.plugins.module_utils.versions import CRI_PATHS, CRI_PLUGIN_IDS
 DROP_IN_HEADER = ("# Managed by Ansible (gpuops.nvidia.nvidia_containerd_runtime): NVIDIA runtime handlers.\n"
                   "# state=absent deletes this file. Local edits are overwritten.\n")
@@ -184,17 +182,12 @@ class Effective(object):
 
 def _dump(binpath, runner, config_path, text=None):
     """``containerd --config F config dump`` (of ``text`` in a temp file when given) -> (version, data)."""
-    tmp = None
-    try:
+    with fileops.scratch_dir("dump") as scratch:
         if text is not None:
-            fd, tmp = tempfile.mkstemp(prefix="gpuops-dump-", suffix=".toml")
-            with os.fdopen(fd, "w") as f:
+            config_path = os.path.join(scratch, "config.toml")
+            with open(config_path, "w") as f:
                 f.write(text)
-            config_path = tmp
         rc, out, err = runner([binpath, "--config", config_path, "config", "dump"])
-    finally:
-        if tmp:
-            os.unlink(tmp)
     if rc != 0:
         raise EngineError("'%s --config %s config dump' failed (rc=%s): %s" % (binpath, config_path, rc, (err or out).strip()))
     data = parse(out, "containerd config dump").unwrap()
@@ -345,7 +338,7 @@ def owned_handler(cur, source, binary, runtime_type):
     ``runtime_type`` (only when empty) and ``options.SystemdCgroup`` (equal to the wrapped runtime's: a
     mismatch with the kubelet's cgroup driver kills pods); keys it lacks come from the wrapped runtime."""
     want = copy.deepcopy(cur)
-    for k, v in source.items():
+    for k, v in prune_zero(source).items():     # a Go zero value is what an unset key means anyway
         if k not in want:
             want[k] = copy.deepcopy(v)
         elif isinstance(v, dict) and isinstance(want[k], dict):
@@ -833,15 +826,15 @@ def validate(p, opts, binpath, runner=default_runner):
     config = opts["config"]
     drop = opts.get("drop_in") if p.layout != "in_place" else None
     after = {os.path.abspath(f.path): f.after for f in p.files}
-    tmpdir = tempfile.mkdtemp(prefix="gpuops-validate-")
-    try:
+    with fileops.scratch_dir("validate") as tmpdir:
         if drop and not opts.get("manage_imports", True):
             if not present:
                 return
             cand_text = after.get(os.path.abspath(drop)) or ""   # k0s merges it into its own config
         else:
-            main_text = after.get(os.path.abspath(config))
-            if main_text is None:
+            if os.path.abspath(config) in after:
+                main_text = after[os.path.abspath(config)] or ""    # None: the file is deleted
+            else:
                 main_text = read_text(config) or ""
             cand_drop = None
             if drop and after.get(os.path.abspath(drop)) is not None:
@@ -853,12 +846,10 @@ def validate(p, opts, binpath, runner=default_runner):
         with open(cand_main, "w") as f:
             f.write(cand_text)
         rc, out, err = runner([binpath, "--config", cand_main, "config", "dump"])
-        if rc != 0:
-            raise EngineError("containerd rejected the new config (%s --config <candidate> config dump, rc=%s): %s"
-                              % (binpath, rc, (err or out).strip()))
-        dump = parse(out, "containerd config dump").unwrap()
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    if rc != 0:
+        raise EngineError("containerd rejected the new config (%s --config <candidate> config dump, rc=%s): %s"
+                          % (binpath, rc, (err or out).strip()))
+    dump = parse(out, "containerd config dump").unwrap()
     if any(x in CRI_PLUGIN_IDS for x in dump.get("disabled_plugins") or []):
         return   # the CRI plugin is disabled: containerd loads none of its config (warned about already)
     dversion = dump.get("version", 1)

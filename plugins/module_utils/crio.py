@@ -38,9 +38,7 @@ __metaclass__ = type
 import copy
 import os
 import re
-import shutil
 import stat
-import time
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (
     VARIANT_SUFFIX, EngineError, FileChange, Plan, default_runner, get_in, handler_binaries, handler_names,
@@ -540,26 +538,6 @@ def check_paths(opts):
                               "(a backup there would be read as configuration); set backup_dir elsewhere" % (bdir, cdir))
 
 
-def write_backups(paths, backup_dir):
-    """Timestamped copies of ``paths`` in ``backup_dir`` (never beside a drop-in: CRI-O would load them)."""
-    out = []
-    stamp = time.strftime("%Y-%m-%d@%H:%M:%S")
-    for path in paths:
-        real = os.path.realpath(path)
-        if not os.path.isfile(real):
-            continue
-        if not os.path.isdir(backup_dir):
-            os.makedirs(backup_dir, 0o755)
-        dest = os.path.join(backup_dir, "%s.%d.%s~" % (os.path.basename(path), os.getpid(), stamp))
-        n = 1
-        while os.path.lexists(dest):
-            n += 1
-            dest = os.path.join(backup_dir, "%s.%d.%s.%d~" % (os.path.basename(path), os.getpid(), stamp, n))
-        shutil.copy2(real, dest)
-        out.append(dest)
-    return out
-
-
 # -- the plan --------------------------------------------------------------------------------------------
 def _options(opts):
     o = dict(DEFAULTS)
@@ -827,5 +805,5 @@ def plan(opts, runner=default_runner, crio_version=None):
 
 
 __all__ = ["plan", "CrioPlan", "EngineError", "DEFAULTS", "DROP_IN_HEADER", "load_order", "merge_view", "files_view",
-           "loaded_mismatch", "read_running", "status_argv", "write_backups", "backup_dir_for", "RELOAD_SINCE",
+           "loaded_mismatch", "read_running", "status_argv", "backup_dir_for", "RELOAD_SINCE",
            "RESTART_FOR", "BUILTIN_HANDLERS", "reload_is_not_enough", "restart_method"]

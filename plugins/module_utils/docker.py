@@ -35,11 +35,10 @@ __metaclass__ = type
 import json
 import os
 import re
-import shutil
 import socket
-import tempfile
 from collections import OrderedDict
 
+from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (
     EngineError, FileChange, Plan, handler_binaries, handler_names, parse_version, read_text, which,
 )
@@ -673,8 +672,7 @@ def validate(plan, dockerd, runner):
     after = plan.files[0].after
     if after is None:
         return
-    tmpdir = tempfile.mkdtemp(prefix="gpuops-docker-")
-    try:
+    with fileops.scratch_dir("docker") as tmpdir:
         cand = os.path.join(tmpdir, "daemon.json")
         with open(cand, "wb") as f:
             f.write(after.encode("utf-8"))
@@ -682,8 +680,6 @@ def validate(plan, dockerd, runner):
         if "userland-proxy" not in (plan.after_data or {}):
             argv.append("--userland-proxy=false")
         rc, out, err = runner(argv)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
     if rc != 0:
         msg = (err or out).strip().replace(cand, plan.main_path)
         raise EngineError("dockerd --validate rejects the new %s (rc=%s): %s; nothing was changed"

@@ -498,3 +498,43 @@ def restore(written, module=None, outside=None):
         except FileOpError as e:
             errors.append(str(e))
     return errors
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM
+    return True
+
+
+_SCRATCH_RE = re.compile(r"^[a-z]+-(\d+)-")
+
+
+@contextlib.contextmanager
+def scratch_dir(purpose):
+    """A private folder for files a run hands to a runtime binary (candidate configs for ``config dump`` or
+    ``dockerd --validate``), removed when the run ends.
+
+    It lives in ``<tmp>/gpuops-nvidia-scratch-<uid>`` (mode 0700) and is named ``<purpose>-<pid>-...``, so a
+    run killed before it could clean up (SIGKILL, OOM) is cleaned up by the next run: folders whose PID is
+    no longer alive are removed first.
+    """
+    base = os.path.join(tempfile.gettempdir(), "gpuops-nvidia-scratch-%d" % os.geteuid())
+    try:
+        os.mkdir(base, 0o700)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
+    st = os.lstat(base)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise FileOpError("%s is not a private folder of this user; remove it" % base)
+    for name in os.listdir(base):
+        m = _SCRATCH_RE.match(name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+    path = tempfile.mkdtemp(prefix="%s-%d-" % (purpose, os.getpid()), dir=base)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -169,6 +169,14 @@ options:
     description: Seconds to wait for a healthy runtime (socket answers, CRI plugin C(ok)) after a restart.
     type: int
     default: 60
+  lock_timeout:
+    description:
+      - Seconds to wait for another run that is changing the same files (another play, a retry, an ad-hoc run)
+        before failing. The files' locks are held from reading them to the end of the restart; the waiting run
+        then reads what the other one wrote. Check mode takes no lock.
+      - On timeout the module fails, naming the file and the PID of the run holding the lock, and writes nothing.
+    type: int
+    default: 120
 notes:
   - Healthy means the socket answers and C(ctr plugins ls) shows the CRI plugin C(ok) (when C(ctr) is
     found beside O(containerd_path) or on C(PATH); else only the socket is checked).
@@ -331,11 +339,24 @@ def main():
             service=dict(type="str", default="containerd"),
             socket=dict(type="path", default="/run/containerd/containerd.sock"),
             restart_timeout=dict(type="int", default=60),
+            lock_timeout=dict(type="int", default=fileops.LOCK_TIMEOUT),
         ),
         supports_check_mode=True,
     )
     if not HAS_TOMLKIT:
         module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
+    result = dict(changed=False, files=[], restarted=False, restart_method=None, backup_files=[])
+    if module.check_mode:   # reads only: no lock needed
+        execute(module, result)
+    paths = [p for p in (module.params["config"], module.params["drop_in"]) if p]
+    try:   # read, plan, write and restart under the files' locks: a concurrent run waits, then reads what this one wrote
+        with fileops.locked(paths, timeout=module.params["lock_timeout"]):
+            execute(module, result)
+    except fileops.FileOpError as e:
+        module.fail_json(msg=to_native(e), **result)
+
+
+def execute(module, result):
     params = module.params
 
     def run(argv):
@@ -344,7 +365,6 @@ def main():
 
     opts = {k: params[k] for k in engine.DEFAULTS}
     opts["containerd_path"] = params["containerd_path"]
-    result = dict(changed=False, files=[], restarted=False, restart_method=None, backup_files=[])
     try:
         plan = engine.plan(opts, runner=run)
     except (engine.EngineError, TomlEditError) as e:
@@ -382,13 +402,20 @@ def main():
     for w in plan.warnings:
         module.warn(w)
 
-    if not plan.changed or module.check_mode:
+    if not plan.changed:
+        module.exit_json(**result)
+    changes = [(f.path, f.before, f.after) for f in plan.files]
+    if module.check_mode:   # the real run's write tests (immutable file, read-only mount...), nothing written
+        try:
+            fileops.apply_changes(changes, module=module, backup=params["backup"], check_mode=True)
+        except fileops.FileOpError as e:
+            result["changed"] = False
+            module.fail_json(msg=to_native(e), **result)
         module.exit_json(**result)
 
     if params["restart"] == "signal" and not service.socket_answers(params["socket"]):
         module.fail_json(msg="restart: signal, but nothing listens on %s to signal; nothing was written (use "
                              "restart: auto or none when containerd is not running)" % params["socket"], **result)
-    changes = [(f.path, f.before, f.after) for f in plan.files]
     try:
         written, backups = fileops.apply_changes(changes, module=module, backup=params["backup"])
     except fileops.FileOpError as e:

@@ -158,6 +158,13 @@ options:
     description: CRI-O's socket, for C(crio status) and health checks.
     type: path
     default: /var/run/crio/crio.sock
+  lock_timeout:
+    description:
+      - Seconds to wait for another run that is changing the same files before failing; the locks are held from
+        reading the files to the end of the restart. Check mode takes no lock. On timeout the module fails,
+        naming the file and the PID of the holder, and writes nothing.
+    type: int
+    default: 120
   restart_timeout:
     description: Seconds to wait for a healthy runtime after a restart or reload.
     type: int
@@ -303,11 +310,24 @@ def main():
             service=dict(type="str", default="crio"),
             socket=dict(type="path", default="/var/run/crio/crio.sock"),
             restart_timeout=dict(type="int", default=60),
+            lock_timeout=dict(type="int", default=fileops.LOCK_TIMEOUT),
         ),
         supports_check_mode=True,
     )
     if not HAS_TOMLKIT:
         module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
+    result = dict(changed=False, files=[], restarted=False, restart_method=None, backup_files=[])
+    if module.check_mode:   # reads only: no lock needed
+        execute(module, result)
+    paths = [p for p in (module.params["config"], module.params["drop_in"]) if p]
+    try:   # read, plan, write and restart under the files' locks: a concurrent run waits, then reads what this one wrote
+        with fileops.locked(paths, timeout=module.params["lock_timeout"]):
+            execute(module, result)
+    except fileops.FileOpError as e:
+        module.fail_json(msg=to_native(e), **result)
+
+
+def execute(module, result):
     params = module.params
 
     def run(argv):
@@ -315,7 +335,6 @@ def main():
         return rc, out, err
 
     opts = dict((k, params[k]) for k in engine.DEFAULTS)
-    result = dict(changed=False, files=[], restarted=False, restart_method=None, backup_files=[])
     try:
         plan = engine.plan(opts, runner=run)
     except (engine.EngineError, TomlEditError) as e:
@@ -341,19 +360,18 @@ def main():
         module.warn("%s; restart CRI-O (restart: none)" % plan.restart_reason)
     if pending and module.check_mode:       # what the real run does: restart (auto: only an active unit)
         result["changed"] = params["restart"] != "auto" or service.unit_active(run, params["service"])
+    changes = [(f.path, f.before, f.after) for f in plan.files if f.changed]
+    try:   # check mode runs the real run's write tests; CRI-O loads every file in config_dir, hidden temp
+        # files and backups too: both go outside it
+        _written, backups = fileops.apply_changes(changes, module=module, backup=params["backup"],
+                                                  outside=params["config_dir"], backup_dir=plan.backup_dir,
+                                                  check_mode=module.check_mode or not (plan.changed or pending))
+    except (fileops.FileOpError, IOError, OSError) as e:
+        result["changed"] = False
+        module.fail_json(msg=to_native(e), **result)
     if not (plan.changed or pending) or module.check_mode:
         module.exit_json(**result)
-
-    changes = [(f.path, f.before, f.after) for f in plan.files if f.changed]
-    try:
-        for path, before, _after in changes:           # refuse before any backup or write
-            fileops.check_unchanged(path, before)
-        if params["backup"]:
-            result["backup_files"] = engine.write_backups([c[0] for c in changes if c[1] is not None], plan.backup_dir)
-        # CRI-O loads every file in config_dir, hidden temp files too: write them outside it
-        fileops.apply_changes(changes, module=module, backup=False, outside=params["config_dir"])
-    except (fileops.FileOpError, IOError, OSError) as e:
-        module.fail_json(msg=to_native(e), **result)
+    result["backup_files"] = backups
     previous = [(path, before) for path, before, _after in changes]
 
     binpath = engine.which(params["crio_path"])

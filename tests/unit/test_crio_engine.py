@@ -490,9 +490,11 @@ def test_backups_never_go_to_the_drop_in_folder(tmp_path):
     node = Node(tmp_path, main=fixture("crio.conf"), dropins=dir_fixture("pkgs-1.29"))
     p = node.plan(backup=True, drop_in=str(node.cdir / "10-crio.conf"))
     assert p.backup_dir == str(node.etc)
-    made = engine.write_backups([f.path for f in p.files if f.before is not None], p.backup_dir)
+    changes = [(f.path, f.before, f.after) for f in p.files if f.changed]
+    _written, made = fileops.apply_changes(changes, backup=True, outside=str(node.cdir), backup_dir=p.backup_dir)
     assert made and all(os.path.dirname(b) == str(node.etc) and b.endswith("~") for b in made)
-    assert engine.write_backups([str(node.main)], p.backup_dir) != engine.write_backups([str(node.main)], p.backup_dir)
+    assert not [x for x in os.listdir(str(node.cdir)) if x.endswith("~")]
+    assert fileops.backup_file(str(node.main), backup_dir=p.backup_dir) != fileops.backup_file(str(node.main), backup_dir=p.backup_dir)
 
 
 def test_a_concurrent_change_is_refused(tmp_path):

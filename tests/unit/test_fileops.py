@@ -361,3 +361,28 @@ def test_the_engines_read_a_symlink_loop_as_an_error_not_as_a_missing_file(loop)
     with pytest.raises(common.EngineError, match="%s is a symlink loop" % loop):
         common.read_text(str(loop))
     assert common.read_text(str(loop.parent / "missing.toml")) is None
+
+
+# -- scratch folders: a run killed with SIGKILL leaves nothing the next run does not remove ------------------
+def test_scratch_dir_of_a_killed_run_is_removed_by_the_next_run(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent("""
+        import sys, time
+        sys.path.insert(0, %r)
+        from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
+        with fileops.scratch_dir("dump") as d:
+            open(d + "/config.toml", "w").write("version = 3\\n")
+            print(d, flush=True)
+            time.sleep(60)
+    """ % str(fileops.__file__.rsplit("/ansible_collections/", 1)[0]))
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    left = p.stdout.readline().strip()
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    assert os.path.isfile(os.path.join(left, "config.toml"))     # the killed run could not clean up
+    with fileops.scratch_dir("validate") as mine:
+        assert os.path.isdir(mine) and not os.path.exists(left)
+    assert not os.path.exists(mine)
