@@ -327,11 +327,27 @@ def test_unwritable_path(builds, tmp_path):
     cfg.write_text("version = 2\n")
     subprocess.run(["chattr", "+i", str(d)], check=True)
     try:
+        check = module(builds["1.7"], cfg, check=True)
         r = module(builds["1.7"], cfg)
     finally:
         subprocess.run(["chattr", "-i", str(d)], check=True)
     assert r["failed"] and "not writable" in r["msg"]
+    # check mode promises nothing the real run cannot do: the same error, not "changed"
+    assert check["failed"] and check["msg"] == r["msg"] and not check["changed"]
     assert cfg.read_text() == "version = 2\n" and os.listdir(d) == ["config.toml"]
+
+
+def test_immutable_file_check_mode_reports_the_real_error(builds, tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("version = 2\n")
+    subprocess.run(["chattr", "+i", str(cfg)], check=True)
+    try:
+        check = module(builds["1.7"], cfg, check=True)
+        r = module(builds["1.7"], cfg)
+    finally:
+        subprocess.run(["chattr", "-i", str(cfg)], check=True)
+    assert r["failed"] and check["failed"] and check["msg"] == r["msg"], (check.get("msg"), r.get("msg"))
+    assert cfg.read_text() == "version = 2\n"
 
 
 def test_symlink_mode_and_owner_are_kept(builds, tmp_path, daemon_factory):
