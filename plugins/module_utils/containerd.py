@@ -263,6 +263,7 @@ class Context(object):
         self.file_tables = file_tables    # runtime tables as written in the main file (+imports)
         self.ours = handler_names(opts)
         self.replaces_builtin = self.rules.file_runtimes_replace_builtin
+        self.foreign = []                 # handler tables named ours that absent leaves (not written by us)
 
     def owner_table(self, name):
         """The handler table as defined in a file we do not write, when containerd merges ours over it key by
@@ -516,26 +517,30 @@ def _original_default(ed, ctx):
 
 
 def unpatch(ed, ctx, only_marked=False):
-    """Undo every edit of ours in one file and remove handler tables named ours.
+    """Undo every edit of ours in one file: tables we added go, tables we patched get their original bytes back.
 
-    ``only_marked``: leave foreign tables and values alone (cleaning the main file in drop-in mode).
+    A handler table named like ours that this module never wrote nor edited is someone else's: it stays (absent
+    restores the bytes the module found, and a second absent changes nothing), and ``ctx.foreign`` names it so
+    the caller can warn that containerd still loads it. One written as dotted keys or an inline table is an
+    error (``present`` refuses such a file too). ``only_marked``: the main file in drop-in mode (no warning).
     """
     cpath = ctx.cri + ("containerd",)
     ed.undo_value(cpath, "default_runtime_name")
-    cur = get_in(ed.tt.data, cpath + ("default_runtime_name",))
-    if cur in ctx.ours and not only_marked:
-        ed.delete_key(cpath, "default_runtime_name")
     names = set(ctx.ours)
     for h in list(runtime_headers(ed, ctx.rt)):
         name = h.path[-1]
         variant = name.startswith(ctx.opts["runtime_name"] + "-") and name[len(ctx.opts["runtime_name"]) + 1:] in VARIANT_SUFFIX
-        if h.marker is None and name in names and _restore_owned(ed, h.path):
-            continue   # the operator's own table, patched by us: back to its original bytes
-        if (name in names and (h.marker is not None or not only_marked)) or (variant and h.marker is not None):
+        if h.marker is None:
+            if name in names and not _restore_owned(ed, h.path) and not only_marked:
+                ctx.foreign.append("%s (%s, line %d)" % (name, ed.name, h.index + 1))
+        elif name in names or variant:
             ed.remove_table(h.path)
     for h in list(runtime_headers(ed, ctx.rt)):
         if h.marker == "added":
             ed.remove_table(h.path)
+    cur = get_in(ed.tt.data, cpath + ("default_runtime_name",))
+    if cur in ctx.ours and get_in(ed.tt.data, ctx.rt + (cur,)) is None and not only_marked:
+        ed.delete_key(cpath, "default_runtime_name")   # never a default naming a handler that is gone
     if not only_marked:
         left = [n for n in ctx.ours if get_in(ed.tt.data, ctx.rt + (n,)) is not None and ed.tt.header(ctx.rt + (n,)) is None]
         if left:
@@ -545,7 +550,7 @@ def unpatch(ed, ctx, only_marked=False):
     ed.undo_value(ctx.cri, "cdi_spec_dirs")
     ed.undo_value(ctx.cri, "enable_cdi")
     final = get_in(ed.tt.data, cpath + ("default_runtime_name",)) or ctx.eff.default
-    return (final if final not in ctx.ours else "runc"), None
+    return (final if final not in ctx.ours or get_in(ed.tt.data, ctx.rt + (final,)) is not None else "runc"), None
 
 
 def _file_runtime_tables(version, main_data, imports_data):
@@ -684,6 +689,10 @@ def plan(opts, runner=default_runner, binary_version=None):
         p.files.append(FileChange(config, main_text, _uncreated(main_ed, present)))
     if present and p.low_level_runtime is None:
         p.low_level_runtime = "runc"
+    if ctx.foreign:
+        p.warnings.append("state=absent left the handler table %s: this module did not write it (or restored it to "
+                          "what it was), so containerd still loads it; remove it by hand if it should go"
+                          % ", ".join(ctx.foreign))
     return p
 
 

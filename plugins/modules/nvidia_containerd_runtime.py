@@ -182,10 +182,13 @@ notes:
     found beside O(containerd_path) or on C(PATH); else only the socket is checked).
   - When the runtime is not healthy after the restart, every file written is restored to its previous
     bytes, the runtime is restarted again and the module fails with the daemon's last log lines.
-  - O(state=absent) restores a handler table the module patched to its original bytes, removes handler
-    tables named O(runtime_name) (and variants) that it added or that another tool wrote, and never leaves
-    the default pointing at a removed handler; the exact original bytes come back in every case. A
-    handler written as dotted keys or an inline table cannot be removed safely: that is an error.
+  - O(state=absent) undoes exactly what the module did, so the original bytes come back and a second run
+    changes nothing; it removes handler tables it added, restores tables it patched, and never leaves the
+    default pointing at a removed handler. A handler table named O(runtime_name) that it never wrote stays,
+    with a warning that containerd still loads it. A handler written as dotted keys or an inline table
+    cannot be handled safely: that is an error.
+  - A main config the module had to create (none existed) starts with a comment saying so, and
+    O(state=absent) deletes it again unless something else was added to it.
 seealso:
   - name: containerd configuration
     description: containerd's config file reference.
