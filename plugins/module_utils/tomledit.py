@@ -192,20 +192,24 @@ def _split_raw_key(raw):
     return parts
 
 
-_QUOTED_KEYS = {}
-
-
 def _key_path(raw):
     """Parsed components of a dotted key (``a."b.c".'d'`` -> ('a', 'b.c', 'd'))."""
+    path = _KEY_PATHS.get(raw)
+    if path is None:
+        path = _parse_key_path(raw)
+        if len(_KEY_PATHS) < 20000:
+            _KEY_PATHS[raw] = path
+    return path
+
+
+_KEY_PATHS = {}
+
+
+def _parse_key_path(raw):
     out = []
     for part in _split_raw_key(raw):
         if part.startswith('"') or part.startswith("'"):
-            key = _QUOTED_KEYS.get(part)
-            if key is None:
-                key = load("k = %s" % part)["k"]
-                if len(_QUOTED_KEYS) < 10000:
-                    _QUOTED_KEYS[part] = key
-            out.append(key)
+            out.append(load("k = %s" % part)["k"])
         else:
             out.append(part)
     return tuple(out)
@@ -279,11 +283,107 @@ class Header(object):
         return None
 
 
+_OPENER_RE = re.compile(r'"""|' r"'''|[\[{]")
+
+
+def _scan_headers(lines, data, name):
+    """The table headers among ``lines`` (checked against ``data``), and the indexes of the lines that
+    start inside a multi-line value (string or array), where no header or key line can be.
+
+    Only the lines holding a bracket or a triple quote can start a header or a multi-line value:
+    the others (most of a large file: keys, comments) are skipped without a look.
+    """
+    headers, inside = [], set()
+    body = "".join(lines)
+    n = len(lines)
+    i, off = 0, 0                  # line i starts at offset off
+    while i < n:
+        m = _OPENER_RE.search(body, off)
+        if m is None:
+            break
+        start = body.rfind("\n", 0, m.start()) + 1
+        if start > off:
+            i += body.count("\n", off, start)
+            off = start
+        line = lines[i].rstrip("\r\n")
+        if line.lstrip(" \t").startswith("["):
+            headers.append(_header(line, i, data, name))
+        else:
+            state = _scan_line(line, (None, 0))[0]
+            while state != (None, 0) and i + 1 < n:
+                off += len(lines[i])
+                i += 1
+                inside.add(i)
+                state = _scan_line(lines[i], state)[0]
+        off += len(lines[i])
+        i += 1
+    return headers, frozenset(inside)
+
+
+def _header(line, i, data, name):
+    m = _HEADER_RE.match(line)
+    aot = m is not None and m.group(2) == "[["
+    path = None
+    if m and m.group(3).strip(" \t") and aot == (m.group(4) == "]]"):
+        try:
+            path = _key_path(m.group(3).strip(" \t"))
+        except TomlEditError:
+            path = None
+    node = _get_in(data, path[:-1]) if path else None
+    node = node.get(path[-1]) if isinstance(node, dict) else None
+    if isinstance(node, list) and aot and node:
+        node = node[-1]
+    if not isinstance(node, dict):
+        raise TomlEditError("%s:%d: cannot map the tables of this file to its lines; refusing to edit it" % (name, i + 1))
+    return Header(i, path, m.group(3).strip(" \t"), m.group(1), aot, (m.group(5) or "").strip(" \t"))
+
+
+_CACHE = []          # [(text, (data, lines, headers, inside_values, by_path))], the newest first
+_CACHE_SIZE = 4
+
+
+def _cache_get(text):
+    for i, (t, entry) in enumerate(_CACHE):
+        if t is text or t == text:
+            if i:
+                _CACHE.insert(0, _CACHE.pop(i))
+            return entry
+    return None
+
+
+def _cache_put(text, data, lines, headers, inside):
+    by_path = {}
+    for h in reversed(headers):
+        if not h.aot:
+            by_path[h.path] = h
+    entry = (data, tuple(lines), tuple(headers), inside, by_path)
+    _CACHE.insert(0, (text, entry))
+    del _CACHE[_CACHE_SIZE:]
+    return entry
+
+
+def clear_cache():
+    """Forget the texts read so far (a benchmark that wants every read cold)."""
+    del _CACHE[:]
+
+
+def _copy_data(value):
+    """A copy of plain TOML data: new dicts and lists, the same (immutable) scalars."""
+    if isinstance(value, dict):
+        return dict((k, _copy_data(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_copy_data(v) for v in value]
+    return value
+
+
 class TomlText(object):
     """A TOML document as lines plus the parsed view, with the table headers located.
 
     ``text`` is the whole text; ``bom`` a leading U+FEFF ("" when none), which ``lines`` (split on
     LF / CRLF only, ends kept) leave out: line indexes, headers and edits never see it.
+
+    A text read a moment ago (the same text again: a plan reads a file, then edits it) is not parsed
+    again: the last few texts are remembered, and each TomlText gets its own copy of the data.
     """
 
     def __init__(self, text, name="<string>"):
@@ -291,14 +391,17 @@ class TomlText(object):
         self.text = text
         self.bom = BOM if text[:1] == BOM else ""
         body = text[len(self.bom):]
-        self.data = load(body, name)
-        self.lines = split_lines(body)
+        hit = _cache_get(text)
+        if hit is None:
+            data = load(body, name)
+            lines = split_lines(body)
+            headers, inside = _scan_headers(lines, data, name)
+            hit = _cache_put(text, data, lines, headers, inside)
+        pristine, lines, headers, self.inside_values, self._by_path = hit
+        self.data = _copy_data(pristine)
+        self.lines = list(lines)
+        self.headers = list(headers)
         self.nl = "\r\n" if "\r\n" in body else "\n"
-        self.headers = self._scan_headers()
-        self._by_path = {}
-        for h in reversed(self.headers):
-            if not h.aot:
-                self._by_path[h.path] = h
 
     @property
     def doc(self):
@@ -309,37 +412,6 @@ class TomlText(object):
         return doc
 
     # -- structure -------------------------------------------------------------------------------
-    def _scan_headers(self):
-        headers, inside = [], set()
-        state = (None, 0)
-        for i, line in enumerate(self.lines):
-            if state != (None, 0):
-                inside.add(i)
-                state = _scan_line(line, state)[0]
-                continue
-            body = line.rstrip("\r\n")
-            if not body.lstrip(" \t").startswith("["):
-                state = _scan_line(body, state)[0]
-                continue
-            m = _HEADER_RE.match(body)
-            aot = m is not None and m.group(2) == "[["
-            path = None
-            if m and m.group(3).strip(" \t") and aot == (m.group(4) == "]]"):
-                try:
-                    path = _key_path(m.group(3).strip(" \t"))
-                except TomlEditError:
-                    path = None
-            node = _get_in(self.data, path[:-1]) if path else None
-            node = node.get(path[-1]) if isinstance(node, dict) else None
-            if isinstance(node, list) and aot and node:
-                node = node[-1]
-            if not isinstance(node, dict):
-                raise TomlEditError(
-                    "%s:%d: cannot map the tables of this file to its lines; refusing to edit it" % (self.name, i + 1))
-            headers.append(Header(i, path, m.group(3).strip(" \t"), m.group(1), aot, (m.group(5) or "").strip(" \t")))
-        self.inside_values = inside
-        return headers
-
     def header(self, path):
         return self._by_path.get(tuple(path))
 

@@ -214,3 +214,18 @@ def test_value_text_and_comment_split_like_tomlkit(containerd_fixtures):
             assert tt.split_key_line(i)[1:] == want, line
             checked += 1
     assert checked > 100
+
+
+def test_a_text_read_again_is_not_parsed_again_and_each_reader_gets_its_own_data(monkeypatch):
+    text = "[a]\n  k = [1]\n"
+    first = TomlText(text + "\n")
+    calls = []
+    real = tomledit.load
+    monkeypatch.setattr(tomledit, "load", lambda t, name="<string>": calls.append(t) or real(t, name))
+    second, third = TomlText(text + "\n"), Editor(text + "\n").tt
+    assert calls == []
+    first.data["a"]["k"].append(2)
+    first.lines.append("x")
+    assert second.data == third.data == {"a": {"k": [1]}} and len(second.lines) == 3
+    tomledit.clear_cache()
+    assert TomlText(text + "\n").data == {"a": {"k": [1]}} and len(calls) == 1
