@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - depends on the node's Python
         _fast_toml = None
 
 BOM = u"\ufeff"
+HAS_TOML_READER = _fast_toml is not None or HAS_TOMLKIT   # load() works (tomllib/tomli need no tomlkit)
 
 MARK = "gpuops.nvidia:"
 ADDED = "# gpuops.nvidia: added"
@@ -123,6 +124,8 @@ def load(text, name="<string>"):
     """
     text = strip_bom(text)
     if _fast_toml is None:
+        if tomlkit is None:
+            raise TomlEditError("cannot read %s: no TOML parser on this node (install tomlkit)" % name)
         return parse(text, name).unwrap()
     try:
         return _fast_toml.loads(text)

@@ -229,3 +229,10 @@ def test_a_text_read_again_is_not_parsed_again_and_each_reader_gets_its_own_data
     assert second.data == third.data == {"a": {"k": [1]}} and len(second.lines) == 3
     tomledit.clear_cache()
     assert TomlText(text + "\n").data == {"a": {"k": [1]}} and len(calls) == 1
+
+
+def test_no_parser_at_all_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(tomledit, "_fast_toml", None)
+    monkeypatch.setattr(tomledit, "tomlkit", None)
+    with pytest.raises(TomlEditError, match="cannot read /x.toml: no TOML parser on this node"):
+        load("a = 1\n", "/x.toml")
