@@ -332,10 +332,11 @@ def _header(line, i, data, name):
             path = _key_path(m.group(3).strip(" \t"))
         except TomlEditError:
             path = None
-    node = _get_in(data, path[:-1]) if path else None
-    node = node.get(path[-1]) if isinstance(node, dict) else None
-    if isinstance(node, list) and aot and node:
-        node = node[-1]
+    node = data if path else None
+    for p in path or ():      # a table in an array of tables belongs to its latest element
+        node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, list) and node:
+            node = node[-1]
     if not isinstance(node, dict):
         raise TomlEditError("%s:%d: cannot map the tables of this file to its lines; refusing to edit it" % (name, i + 1))
     return Header(i, path, m.group(3).strip(" \t"), m.group(1), aot, (m.group(5) or "").strip(" \t"))
@@ -518,18 +519,9 @@ class TomlText(object):
         return ".".join(parts)
 
 
-def _get_in(data, path):
-    node = data
-    for p in path:
-        if not isinstance(node, dict) or p not in node:
-            return None
-        node = node[p]
-    return node
-
-
 # -- editing ---------------------------------------------------------------------------------------
 class Editor(object):
-    """Applies reversible edits to a text; after every edit ``text`` is re-parsed and valid TOML."""
+    """Applies reversible edits to a text; after every edit ``text`` is re-read (one fast parse) and valid TOML."""
 
     def __init__(self, text, name="<string>"):
         self.name = name

@@ -236,3 +236,13 @@ def test_no_parser_at_all_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(tomledit, "tomlkit", None)
     with pytest.raises(TomlEditError, match="cannot read /x.toml: no TOML parser on this node"):
         load("a = 1\n", "/x.toml")
+
+
+def test_tables_inside_arrays_of_tables_are_mapped():
+    text = '[[a]]\n  x = 1\n[[a]]\n  x = 2\n  [a.b]\n    y = 3\n  [[a.c]]\n    z = 4\n[t]\n  k = "v"\n'
+    ed = Editor(text)
+    assert [(h.index, h.path, h.aot) for h in ed.tt.headers] == [
+        (0, ("a",), True), (2, ("a",), True), (4, ("a", "b"), False), (6, ("a", "c"), True), (8, ("t",), False)]
+    assert ed.set_value(("t",), "k", "w")
+    ed.undo_value(("t",), "k")
+    assert ed.text == text
