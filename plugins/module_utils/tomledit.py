@@ -54,10 +54,10 @@ ADDED = "# gpuops.nvidia: added"
 REPLACED = "# gpuops.nvidia: replaced "
 REPLACED_TABLE = "# gpuops.nvidia: replaced"
 
-_HEADER_RE = re.compile(r"^([ \t]*)(\[\[?)(.*?)(\]\]?)([ \t]*(#.*)?)$")
+_KEY = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'))*"""
+_HEADER_RE = re.compile(r"^([ \t]*)(\[\[?)[ \t]*(" + _KEY + r")[ \t]*(\]\]?)([ \t]*(#.*)?)$")
 _BARE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_KEYLINE_RE = re.compile(r"^([ \t]*)((?:[A-Za-z0-9_-]+|\"(?:[^\"\\]|\\.)*\"|'[^']*')"
-                         r"(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|\"(?:[^\"\\]|\\.)*\"|'[^']*'))*)([ \t]*=[ \t]*)(.*)$")
+_KEYLINE_RE = re.compile(r"^([ \t]*)(" + _KEY + r")([ \t]*=[ \t]*)(.*)$")
 
 
 class TomlEditError(Exception):

@@ -2,6 +2,8 @@
 a leading BOM is a kept prefix, reads go through load() (tomllib, tomli or tomlkit alike), and the
 lexer that finds headers and values in place of tomlkit."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import tomlkit
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import containerd as engine
@@ -246,3 +248,72 @@ def test_tables_inside_arrays_of_tables_are_mapped():
     assert ed.set_value(("t",), "k", "w")
     ed.undo_value(("t",), "k")
     assert ed.text == text
+
+
+# -- the lexer against documents built piece by piece: we know where every header and value is -----
+_CH = st.sampled_from(list("ab #[]{}=.'") + ['\\"', "\\\\", "\u2028", "x\\u0041"])
+_LIT_CH = st.sampled_from(list('ab #[]{}=."\\') + ["\u2028"])
+
+
+@st.composite
+def _value(draw):
+    """(value text on its line, extra lines it spans) of a one-line or a multi-line value."""
+    kind = draw(st.sampled_from(["basic", "literal", "int", "array", "inline", "ml_basic", "ml_literal", "ml_array"]))
+    if kind == "basic":
+        return '"' + "".join(draw(st.lists(_CH, max_size=6))) + '"', []
+    if kind == "literal":
+        return "'" + "".join(draw(st.lists(_LIT_CH, max_size=6))) + "'", []
+    if kind == "int":
+        return str(draw(st.integers(-5, 5))), []
+    if kind == "array":
+        return '[1, "]#", [2, \'[\'], {a = "}"}]', []
+    if kind == "inline":
+        return '{ k = "#", l = [1, "]"] }', []
+    lines = draw(st.lists(st.sampled_from(["[t0]", "x = 1", "# c", "  [[a]]", "", "'' \"\" ]", "\u2028"]),
+                          min_size=1, max_size=3))
+    if kind == "ml_basic":
+        body = ["\"\"\"" + lines[0]] + lines[1:]
+        return body[0], body[1:] + ['\\"\"\" \\\\ ' + draw(st.sampled_from(['"""', '""""', '"""""']))]
+    if kind == "ml_literal":
+        body = ["'''" + lines[0]] + lines[1:]
+        return body[0], body[1:] + ["x" + draw(st.sampled_from(["'''", "''''", "'''''"]))]
+    return "[  # [", ['  "]", # {', "  [1, ']'],", "  # ]]", "]"]
+
+
+@st.composite
+def _doc(draw):
+    """(text, [(line index, header path)], {line index: (value text, spacing, comment)})."""
+    out, headers, keys, n = [], [], {}, 0
+    names = ["t%d" % i for i in range(draw(st.integers(0, 4)))]
+    for t in [None] + names:
+        if t is not None:
+            quoted = draw(st.booleans())
+            raw = t + ('."q]#.x"' if quoted else "")
+            headers.append((len(out), (t, "q]#.x") if quoted else (t,)))
+            out.append("[" + raw + "]" + draw(st.sampled_from(["", "  # [h]", " #\u2028"])))
+        for _ in range(draw(st.integers(0, 4))):
+            if draw(st.booleans()):
+                out.append(draw(st.sampled_from(["# a [comment] \"\"\" '''", "", "  # x = 1", "#\u2029"])))
+                continue
+            value, more = draw(_value())
+            comment = draw(st.sampled_from(["", "# c", "#[x] \"\"\"", "# \u0085"]))
+            spacing = draw(st.sampled_from(["", " ", "  \t"])) if comment else ""
+            if more and comment:
+                spacing = comment = ""        # a comment after an opening ''' is string content
+            keys[len(out)] = (value, spacing, comment) if not more else None
+            out.append("k%d = %s%s%s" % (n, value, spacing, comment))
+            out.extend(more)
+            n += 1
+    return "\n".join(out) + "\n", headers, keys
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=_doc())
+def test_the_lexer_finds_exactly_the_headers_and_values_that_were_written(doc):
+    text, headers, keys = doc
+    load(text)                          # the built document is valid TOML
+    tt = TomlText(text)
+    assert [(h.index, h.path) for h in tt.headers] == headers
+    for index, want in keys.items():
+        if want is not None:
+            assert tt.split_key_line(index)[1:] == want
