@@ -218,9 +218,13 @@ def _parse_key_path(raw):
     return tuple(out)
 
 
-def _is_content(line):
+def is_content(line):
+    """True for a line holding more than blanks (space, tab) and a comment."""
     s = line.strip(" \t\r\n")
     return bool(s) and not s.startswith("#")
+
+
+_is_content = is_content
 
 
 # A line lexer, just enough to know which lines start outside any value (so a key line, a header or
