@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Format-preserving, reversible TOML edits.
 
-tomlkit is used to *understand* a file (parse, validate, read values); the edits themselves are exact
-line operations, so that every byte we do not own stays as it was and every edit can be undone:
+A TOML parser is used to *understand* a file (validate, read values; see :func:`load`) and a small line
+lexer to locate its tables and values; the edits themselves are exact line operations, so that every
+byte we do not own stays as it was and every edit can be undone (tomlkit renders the values we write):
 
 * a value we changed keeps the original text in a trailing comment:
   ``default_runtime_name = "nvidia"  # gpuops.nvidia: replaced "runc"``
