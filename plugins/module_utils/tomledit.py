@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Format-preserving, reversible TOML edits.
 
-tomlkit is used to *understand* a file (parse, validate, read values); the edits themselves are exact
-line operations, so that every byte we do not own stays as it was and every edit can be undone:
+A TOML parser is used to *understand* a file (validate, read values; see :func:`load`) and a small line
+lexer to locate its tables and values; the edits themselves are exact line operations, so that every
+byte we do not own stays as it was and every edit can be undone (tomlkit renders the values we write):
 
 * a value we changed keeps the original text in a trailing comment:
   ``default_runtime_name = "nvidia"  # gpuops.nvidia: replaced "runc"``
@@ -12,7 +13,13 @@ line operations, so that every byte we do not own stays as it was and every edit
 * a table we rewrote (it existed with other values) is marked ``# gpuops.nvidia: replaced``
 
 ``undo_value`` and ``remove_table`` use these records to restore the original bytes exactly. Every edit
-re-parses the result, so a change that would produce invalid TOML is refused instead of written.
+re-reads the result, so a change that would produce invalid TOML is refused instead of written.
+
+Reading goes through :func:`load` (stdlib ``tomllib`` where present, else ``tomli``, else tomlkit):
+tomlkit is slow on large files and quadratic on tables out of order, so it is not used to read whole
+documents when a fast parser is available. Lines end with LF or CRLF only (TOML's line ends): text is
+never split with ``str.splitlines``, which also splits on U+2028, U+0085, form feed... A leading
+UTF-8 BOM (U+FEFF) is kept as a prefix: reads ignore it, edits keep it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -32,35 +39,99 @@ except ImportError as _e:  # pragma: no cover - exercised on nodes without tomlk
     HAS_TOMLKIT = False
     TOMLKIT_IMPORT_ERROR = _e
 
+try:  # a fast read-only parser: stdlib (3.11+), else tomli, else none (tomlkit reads)
+    import tomllib as _fast_toml
+except ImportError:  # pragma: no cover - depends on the node's Python
+    try:
+        import tomli as _fast_toml
+    except ImportError:
+        _fast_toml = None
+
+BOM = u"\ufeff"
+HAS_TOML_READER = _fast_toml is not None or HAS_TOMLKIT   # load() works (tomllib/tomli need no tomlkit)
+
 MARK = "gpuops.nvidia:"
 ADDED = "# gpuops.nvidia: added"
 REPLACED = "# gpuops.nvidia: replaced "
 REPLACED_TABLE = "# gpuops.nvidia: replaced"
 
-_HEADER_RE = re.compile(r"^([ \t]*)(\[\[?)(.*?)(\]\]?)([ \t]*(#.*)?)$")
+_KEY = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'))*"""
+_HEADER_RE = re.compile(r"^([ \t]*)(\[\[?)[ \t]*(" + _KEY + r")[ \t]*(\]\]?)([ \t]*(#.*)?)$")
 _BARE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_KEYLINE_RE = re.compile(r"^([ \t]*)((?:[A-Za-z0-9_-]+|\"(?:[^\"\\]|\\.)*\"|'[^']*')"
-                         r"(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|\"(?:[^\"\\]|\\.)*\"|'[^']*'))*)([ \t]*=[ \t]*)(.*)$")
+_KEYLINE_RE = re.compile(r"^([ \t]*)(" + _KEY + r")([ \t]*=[ \t]*)(.*)$")
 
 
 class TomlEditError(Exception):
     """A file cannot be edited safely; the message says why and where."""
 
 
+def split_lines(text):
+    """Lines with their ends (LF or CRLF, TOML's only line ends); unlike ``str.splitlines`` a U+2028,
+    U+0085, form feed... stays inside its line."""
+    if not text:
+        return []
+    lines = text.split("\n")
+    last = lines.pop()
+    out = [x + "\n" for x in lines]
+    if last:
+        out.append(last)
+    return out
+
+
+def strip_bom(text):
+    return text[1:] if text[:1] == BOM else text
+
+
 def parse(text, name="<string>"):
-    """Parse TOML with tomlkit; a syntax error names the file and line."""
+    """Parse TOML with tomlkit (a document to inspect or re-render); a syntax error names the file and
+    line. A leading BOM is ignored. To read values only, :func:`load` is much faster."""
     try:
-        return tomlkit.parse(text)
+        return tomlkit.parse(strip_bom(text))
     except Exception as e:  # ParseError; tomlkit raises other errors too for some invalid documents
-        where = name
-        if isinstance(e, _TomlParseError):
-            line = getattr(e, "line", None)
-            col = getattr(e, "col", None)
-            if line:
-                where = "%s:%s" % (name, line)
-            if col:
-                where += ":%s" % col
-        raise TomlEditError("malformed TOML in %s: %s" % (where, e))
+        raise _malformed(e, name)
+
+
+def _malformed(e, name, text=None):
+    where, msg = name, str(e)
+    if isinstance(e, _TomlParseError):
+        line = getattr(e, "line", None)
+        col = getattr(e, "col", None)
+        if line:
+            where = "%s:%s" % (name, line)
+        if col:
+            where += ":%s" % col
+    else:
+        m = _FAST_ERR_RE.match(msg)
+        if m:   # tomllib / tomli: "Invalid value (at line 3, column 5)" or "... (at end of document)"
+            msg = m.group(1)
+            if m.group(2):
+                where = "%s:%s:%s" % (name, m.group(2), m.group(3))
+            else:
+                if text is not None:
+                    where = "%s:%d" % (name, len(split_lines(text)) or 1)
+                msg += " at the end of the file"
+    return TomlEditError("malformed TOML in %s: %s" % (where, msg))
+
+
+_FAST_ERR_RE = re.compile(r"^(.*?) \((?:at line (\d+), column (\d+)|at end of document)\)$", re.S)
+
+
+def load(text, name="<string>"):
+    """TOML text -> plain Python data (dict/list/str/int/bool/float/datetime), read only.
+
+    Uses stdlib ``tomllib`` (Python 3.11+), else ``tomli``, else tomlkit's parse + unwrap: the same
+    data either way; a syntax error is a TomlEditError "malformed TOML in <name>:<line>:<col>: ...".
+    A leading BOM is ignored.
+    """
+    text = strip_bom(text)
+    if _fast_toml is None:
+        if tomlkit is None:
+            raise TomlEditError("cannot read %s: no TOML parser on this node (install tomlkit)" % name)
+        return parse(text, name).unwrap()
+    try:
+        return _fast_toml.loads(text)
+    except Exception as e:  # TOMLDecodeError (and anything else the parser raises on a bad document)
+        raise _malformed(e, name, text)
 
 
 def unwrap(value):
@@ -127,18 +198,81 @@ def _split_raw_key(raw):
 
 def _key_path(raw):
     """Parsed components of a dotted key (``a."b.c".'d'`` -> ('a', 'b.c', 'd'))."""
+    path = _KEY_PATHS.get(raw)
+    if path is None:
+        path = _parse_key_path(raw)
+        if len(_KEY_PATHS) < 20000:
+            _KEY_PATHS[raw] = path
+    return path
+
+
+_KEY_PATHS = {}
+
+
+def _parse_key_path(raw):
     out = []
     for part in _split_raw_key(raw):
         if part.startswith('"') or part.startswith("'"):
-            out.append(str(tomlkit.parse("k = %s" % part)["k"]))
+            out.append(load("k = %s" % part)["k"])
         else:
             out.append(part)
     return tuple(out)
 
 
-def _is_content(line):
-    s = line.strip()
+def is_content(line):
+    """True for a line holding more than blanks (space, tab) and a comment."""
+    s = line.strip(" \t\r\n")
     return bool(s) and not s.startswith("#")
+
+
+_is_content = is_content
+
+
+# A line lexer, just enough to know which lines start outside any value (so a key line, a header or
+# a comment can start there) and where a comment starts: strings, comments and brackets only. It runs
+# on text that parsed, so it need not find errors.
+_TOKEN_RE = re.compile(r'"""|' r"'''|" r'"(?:[^"\\\n]|\\.)*"|' r"'[^'\n]*'|#|[\[\]{}]")
+_ML_BASIC, _ML_LITERAL = '"' * 3, "'" * 3
+_ML_END = {
+    _ML_BASIC: re.compile(r'(?:[^"\\]|\\[\s\S]|"(?!""))*""""{0,2}'),
+    _ML_LITERAL: re.compile(r"(?:[^']|'(?!''))*'''" r"'{0,2}"),
+}
+
+
+def _scan_line(line, state):
+    """Lex one line. ``state`` is (the open multi-line string's delimiter or None, bracket depth) at
+    its start; returns the state at its end and where its comment starts (None: no comment)."""
+    ml, depth = state
+    pos = 0
+    if ml:
+        m = _ML_END[ml].match(line)
+        if m is None:
+            return state, None
+        pos = m.end()
+    while True:
+        m = _TOKEN_RE.search(line, pos)
+        if m is None:
+            return (None, depth), None
+        tok = m.group(0)
+        if tok == "#":
+            return (None, depth), m.start()
+        if tok == _ML_BASIC or tok == _ML_LITERAL:
+            end = _ML_END[tok].match(line, m.end())
+            if end is None:
+                return (tok, depth), None
+            pos = end.end()
+            continue
+        if tok == "[" or tok == "{":
+            depth += 1
+        elif tok == "]" or tok == "}":
+            depth -= 1
+        pos = m.end()
+
+
+def comment_start(text):
+    """Where the comment of a line (or of a one-line value's text) starts; -1 when it has none."""
+    at = _scan_line(text, (None, 0))[1]
+    return -1 if at is None else at
 
 
 class Header(object):
@@ -157,46 +291,138 @@ class Header(object):
         return None
 
 
+_OPENER_RE = re.compile(r'"""|' r"'''|[\[{]")
+
+
+def _scan_headers(lines, data, name):
+    """The table headers among ``lines`` (checked against ``data``), and the indexes of the lines that
+    start inside a multi-line value (string or array), where no header or key line can be.
+
+    Only the lines holding a bracket or a triple quote can start a header or a multi-line value:
+    the others (most of a large file: keys, comments) are skipped without a look.
+    """
+    headers, inside = [], set()
+    body = "".join(lines)
+    n = len(lines)
+    i, off = 0, 0                  # line i starts at offset off
+    while i < n:
+        m = _OPENER_RE.search(body, off)
+        if m is None:
+            break
+        start = body.rfind("\n", 0, m.start()) + 1
+        if start > off:
+            i += body.count("\n", off, start)
+            off = start
+        line = lines[i].rstrip("\r\n")
+        if line.lstrip(" \t").startswith("["):
+            headers.append(_header(line, i, data, name))
+        else:
+            state = _scan_line(line, (None, 0))[0]
+            while state != (None, 0) and i + 1 < n:
+                off += len(lines[i])
+                i += 1
+                inside.add(i)
+                state = _scan_line(lines[i], state)[0]
+        off += len(lines[i])
+        i += 1
+    return headers, frozenset(inside)
+
+
+def _header(line, i, data, name):
+    m = _HEADER_RE.match(line)
+    aot = m is not None and m.group(2) == "[["
+    path = None
+    if m and m.group(3).strip(" \t") and aot == (m.group(4) == "]]"):
+        try:
+            path = _key_path(m.group(3).strip(" \t"))
+        except TomlEditError:
+            path = None
+    node = data if path else None
+    for p in path or ():      # a table in an array of tables belongs to its latest element
+        node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, list) and node:
+            node = node[-1]
+    if not isinstance(node, dict):
+        raise TomlEditError("%s:%d: cannot map the tables of this file to its lines; refusing to edit it" % (name, i + 1))
+    return Header(i, path, m.group(3).strip(" \t"), m.group(1), aot, (m.group(5) or "").strip(" \t"))
+
+
+_CACHE = []          # [(text, (data, lines, headers, inside_values, by_path))], the newest first
+_CACHE_SIZE = 4
+
+
+def _cache_get(text):
+    for i, (t, entry) in enumerate(_CACHE):
+        if t is text or t == text:
+            if i:
+                _CACHE.insert(0, _CACHE.pop(i))
+            return entry
+    return None
+
+
+def _cache_put(text, data, lines, headers, inside):
+    by_path = {}
+    for h in reversed(headers):
+        if not h.aot:
+            by_path[h.path] = h
+    entry = (data, tuple(lines), tuple(headers), inside, by_path)
+    _CACHE.insert(0, (text, entry))
+    del _CACHE[_CACHE_SIZE:]
+    return entry
+
+
+def clear_cache():
+    """Forget the texts read so far (a benchmark that wants every read cold)."""
+    del _CACHE[:]
+
+
+def _copy_data(value):
+    """A copy of plain TOML data: new dicts and lists, the same (immutable) scalars."""
+    if isinstance(value, dict):
+        return dict((k, _copy_data(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_copy_data(v) for v in value]
+    return value
+
+
 class TomlText(object):
-    """A TOML document as lines plus the parsed view, with the table headers located."""
+    """A TOML document as lines plus the parsed view, with the table headers located.
+
+    ``text`` is the whole text; ``bom`` a leading U+FEFF ("" when none), which ``lines`` (split on
+    LF / CRLF only, ends kept) leave out: line indexes, headers and edits never see it.
+
+    A text read a moment ago (the same text again: a plan reads a file, then edits it) is not parsed
+    again: the last few texts are remembered, and each TomlText gets its own copy of the data.
+    """
 
     def __init__(self, text, name="<string>"):
         self.name = name
         self.text = text
-        self.doc = parse(text, name)
-        self.data = self.doc.unwrap()
-        self.lines = text.splitlines(True)
-        self.nl = "\r\n" if "\r\n" in text else "\n"
-        self.headers = self._scan_headers()
+        self.bom = BOM if text[:1] == BOM else ""
+        body = text[len(self.bom):]
+        hit = _cache_get(text)
+        if hit is None:
+            data = load(body, name)
+            lines = split_lines(body)
+            headers, inside = _scan_headers(lines, data, name)
+            hit = _cache_put(text, data, lines, headers, inside)
+        pristine, lines, headers, self.inside_values, self._by_path = hit
+        self.data = _copy_data(pristine)
+        self.lines = list(lines)
+        self.headers = list(headers)
+        self.nl = "\r\n" if "\r\n" in body else "\n"
+
+    @property
+    def doc(self):
+        """The tomlkit document (parsed on first use: reads go through ``data``)."""
+        doc = self.__dict__.get("_doc")
+        if doc is None:
+            doc = self.__dict__["_doc"] = parse(self.text, self.name)
+        return doc
 
     # -- structure -------------------------------------------------------------------------------
-    def _scan_headers(self):
-        headers = []
-        for i, line in enumerate(self.lines):
-            body = line.rstrip("\r\n")
-            m = _HEADER_RE.match(body)
-            if not m or not m.group(3).strip():
-                continue
-            aot = m.group(2) == "[["
-            if aot != (m.group(4) == "]]"):
-                continue
-            raw = m.group(3).strip()
-            try:
-                path = _key_path(raw)
-            except Exception:
-                continue
-            headers.append(Header(i, path, raw, m.group(1), aot, (m.group(5) or "").strip()))
-        if len(headers) != _count_headers(self.doc):
-            raise TomlEditError(
-                "%s: cannot map the tables of this file to its lines (a table header inside a multi-line "
-                "string?); refusing to edit it" % self.name)
-        return headers
-
     def header(self, path):
-        for h in self.headers:
-            if h.path == tuple(path) and not h.aot:
-                return h
-        return None
+        return self._by_path.get(tuple(path))
 
     def headers_under(self, path):
         path = tuple(path)
@@ -246,13 +472,15 @@ class TomlText(object):
         rng = self.body_range(path)
         if rng is not None:
             for i in range(rng[0], rng[1]):
+                if i in self.inside_values:
+                    continue
                 m = _KEYLINE_RE.match(self.lines[i].rstrip("\r\n"))
                 if m and _key_path(m.group(2)) == (key,):
                     try:
-                        value = parse(m.group(2) + " = " + m.group(4), self.name)[key]
+                        value = load(m.group(2) + " = " + m.group(4), self.name)[key]
                     except TomlEditError:
                         break  # a multi-line value
-                    if unwrap(value) == table[key]:
+                    if value == table[key]:
                         return i
                     break
         raise TomlEditError("%s: %s is set in a form this module cannot edit safely (dotted key, inline "
@@ -263,21 +491,19 @@ class TomlText(object):
         body = self.lines[index].rstrip("\r\n")
         m = _KEYLINE_RE.match(body)
         rest = m.group(4)
-        item = parse("k = " + rest, self.name).item("k")
-        value_text = item.as_string()
-        if not rest.startswith(value_text):
-            raise TomlEditError("%s:%d: cannot locate the value on this line" % (self.name, index + 1))
-        tail = rest[len(value_text):]
-        comment_at = tail.find("#")
+        comment_at = comment_start(rest)
         if comment_at < 0:
-            return m.group(1) + m.group(2) + m.group(3), value_text, tail, ""
-        return m.group(1) + m.group(2) + m.group(3), value_text, tail[:comment_at], tail[comment_at:]
+            comment_at = len(rest)
+        value_text = rest[:comment_at].rstrip(" \t")
+        if not value_text:
+            raise TomlEditError("%s:%d: cannot locate the value on this line" % (self.name, index + 1))
+        return m.group(1) + m.group(2) + m.group(3), value_text, rest[len(value_text):comment_at], rest[comment_at:]
 
     def key_indent(self, path):
         rng = self.body_range(path)
         if rng:
             for i in range(rng[0], rng[1]):
-                m = _KEYLINE_RE.match(self.lines[i].rstrip("\r\n"))
+                m = None if i in self.inside_values else _KEYLINE_RE.match(self.lines[i].rstrip("\r\n"))
                 if m:
                     return m.group(1)
         h = self.header(path) if path else None
@@ -298,22 +524,9 @@ class TomlText(object):
         return ".".join(parts)
 
 
-def _count_headers(container):
-    n = 0
-    for _key, item in container.body:
-        if isinstance(item, tomlkit.items.Table):
-            if not item.is_super_table():
-                n += 1
-            n += _count_headers(item.value)
-        elif isinstance(item, tomlkit.items.AoT):
-            for t in item.body:
-                n += 1 + _count_headers(t.value)
-    return n
-
-
 # -- editing ---------------------------------------------------------------------------------------
 class Editor(object):
-    """Applies reversible edits to a text; after every edit ``text`` is re-parsed and valid TOML."""
+    """Applies reversible edits to a text; after every edit ``text`` is re-read (one fast parse) and valid TOML."""
 
     def __init__(self, text, name="<string>"):
         self.name = name
@@ -324,7 +537,7 @@ class Editor(object):
         return self.tt.text
 
     def _commit(self, lines):
-        text = "".join(lines)
+        text = self.tt.bom + "".join(lines)
         try:
             self.tt = TomlText(text, self.name)
         except TomlEditError as e:
@@ -559,9 +772,9 @@ class Editor(object):
         for i in range(h.index + 1, len(tt.lines)):
             line = tt.lines[i]
             m = _HEADER_RE.match(line.rstrip("\r\n"))
-            if m and m.group(3).strip():
+            if m and m.group(3).strip(" \t"):
                 try:
-                    sub = _key_path(m.group(3).strip())
+                    sub = _key_path(m.group(3).strip(" \t"))
                 except Exception:
                     sub = ()
                 if sub[:len(h.path)] != h.path:
@@ -616,9 +829,9 @@ class Editor(object):
         start, end = self.table_block(path)
         lines = list(self.tt.lines)
         if h.marker == "added":
-            if start > 0 and not lines[start - 1].strip():
+            if start > 0 and not lines[start - 1].strip(" \t\r\n"):
                 start -= 1
-            elif start == 0 and end < len(lines) and not lines[end].strip():
+            elif start == 0 and end < len(lines) and not lines[end].strip(" \t\r\n"):
                 end += 1
         self._delete(lines, start, end)
         self._commit(lines)
