@@ -34,7 +34,7 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (  # n
     require_tables, runtime_headers, which,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (  # tomlkit: None when absent
-    REPLACED, Editor, TomlEditError, TomlText, detect_step, parse, tomlkit,
+    REPLACED, Editor, TomlEditError, TomlText, detect_step, load, tomlkit,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, versions
 from ansible_collections.gpuops.nvidia.plugins.module_utils.versions import CRI_PATHS, CRI_PLUGIN_IDS
@@ -190,7 +190,7 @@ def _dump(binpath, runner, config_path, text=None):
         rc, out, err = runner([binpath, "--config", config_path, "config", "dump"])
     if rc != 0:
         raise EngineError("'%s --config %s config dump' failed (rc=%s): %s" % (binpath, config_path, rc, (err or out).strip()))
-    data = parse(out, "containerd config dump").unwrap()
+    data = load(out, "containerd config dump")
     version = data.get("version", 1)
     if version not in CRI_PATHS:
         raise EngineError("'%s config dump' reports config version %r, which this module does not know (it knows %s)"
@@ -229,7 +229,7 @@ def effective_from_files(opts, version, main_data, config_path, rules, exclude=N
         text = read_text(path)
         if text is None:
             continue
-        data = parse(text, path).unwrap()
+        data = load(text, path)
         for k, v in data.items():
             if k == "plugins" and isinstance(v, dict):
                 plugins = merged.setdefault("plugins", {})
@@ -511,7 +511,7 @@ def _original_default(ed, ctx):
     idx = ed.tt.key_line(cpath, "default_runtime_name")
     comment = ed.tt.split_key_line(idx)[3]
     try:
-        return parse("k = " + comment[len(REPLACED):]).get("k")
+        return load("k = " + comment[len(REPLACED):]).get("k")
     except TomlEditError:
         return None
 
@@ -666,7 +666,7 @@ def plan(opts, runner=default_runner, binary_version=None):
     for path in import_paths(main_data, config):
         t = read_text(path)
         if t is not None and (not opts["drop_in"] or os.path.abspath(path) != os.path.abspath(opts["drop_in"])):
-            imports_data.append(parse(t, path).unwrap())
+            imports_data.append(load(t, path))
     ctx = Context(opts, version, eff, rules, _file_runtime_tables(version, main_data, imports_data))
     p.runtimes = ctx.ours if present else []
 
@@ -856,9 +856,12 @@ def validate(p, opts, binpath, runner=default_runner):
             f.write(cand_text)
         rc, out, err = runner([binpath, "--config", cand_main, "config", "dump"])
     if rc != 0:
-        raise EngineError("containerd rejected the new config (%s --config <candidate> config dump, rc=%s): %s"
-                          % (binpath, rc, (err or out).strip()))
-    dump = parse(out, "containerd config dump").unwrap()
+        bom = [path for path, text in after.items() if text and text.startswith(u"\ufeff")]
+        raise EngineError("containerd rejected the new config (%s --config <candidate> config dump, rc=%s): %s%s"
+                          % (binpath, rc, (err or out).strip(),
+                             "; %s starts with a UTF-8 byte order mark (BOM), which %s refuses (1.x reads it): remove it"
+                             % (", ".join(bom), p.rules.describe()) if bom else ""))
+    dump = load(out, "containerd config dump")
     if any(x in CRI_PLUGIN_IDS for x in dump.get("disabled_plugins") or []):
         return   # the CRI plugin is disabled: containerd loads none of its config (warned about already)
     dversion = dump.get("version", 1)
@@ -931,7 +934,7 @@ def cri_expected(p):
     for f in p.files:
         if f.after is not None and f.path == p.main_path:
             try:
-                data = parse(f.after).unwrap()
+                data = load(f.after)
             except TomlEditError:
                 return True
             return not any(x in CRI_PLUGIN_IDS for x in data.get("disabled_plugins") or [])

@@ -45,7 +45,7 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (
     layout_for, prune_zero, read_binary_version, read_text, require_tables, runtime_headers, which,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
-    Editor, TomlEditError, TomlText, detect_step, parse,
+    Editor, TomlEditError, TomlText, detect_step, load,
 )
 
 RUNTIME = ("crio", "runtime")
@@ -290,7 +290,7 @@ def files_view(config, config_dir, builtin, override=None, extra=(), version=Non
     docs = []
     text = override[config] if config in override else read_text(config)
     if text is not None:
-        docs.append((config, parse(text, config).unwrap()))
+        docs.append((config, load(text, config)))
     paths = load_order(config_dir)
     for p in extra:
         if p not in paths:
@@ -299,7 +299,7 @@ def files_view(config, config_dir, builtin, override=None, extra=(), version=Non
     for path in paths:
         text = override[path] if path in override else read_loaded(path)
         if text is not None:
-            docs.append((path, parse(text, path).unwrap()))
+            docs.append((path, load(text, path)))
     return merge_view(docs, builtin, version)
 
 
@@ -325,7 +325,7 @@ def read_running(binpath, opts, runner):
     rc, out, err = runner(argv)
     if rc != 0:
         raise EngineError("'%s' failed (rc=%s): %s" % (" ".join(argv), rc, (err or out).strip()))
-    data = parse(out, "crio status config").unwrap()
+    data = load(out, "crio status config")
     check_shape(data, "crio status config")
     return data
 
@@ -591,7 +591,7 @@ def plan(opts, runner=default_runner, crio_version=None):
     dir_texts = {}
     for path in dir_paths:
         dir_texts[path] = read_loaded(path)
-        parse(dir_texts[path], path)
+        load(dir_texts[path], path)
     managed = [path for path in dir_paths if is_managed(dir_texts[path])]
     drop_text = read_text(drop) if drop else None
     foreign_drop = drop_text is not None and not is_managed(drop_text)

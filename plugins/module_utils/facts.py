@@ -48,7 +48,7 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.service import (
     socket_answers, systemd_running, unit_active,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
-    HAS_TOMLKIT, TomlEditError, parse as toml_parse,
+    HAS_TOMLKIT, TomlEditError, load as toml_load,
 )
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import versions
@@ -557,7 +557,7 @@ def _load_toml(node, path, e):
     if text is None or not HAS_TOMLKIT:
         return None
     try:
-        return toml_parse(text, path).unwrap()
+        return toml_load(text, path)
     except TomlEditError as err:
         e["config_error"] = e["config_error"] or str(err)
         node.warnings.append("%s: %s" % (e["kind"], err))

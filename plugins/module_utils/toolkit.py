@@ -68,7 +68,7 @@ def split_key(dotted):
                 raise bad("unterminated quote")
             raw = s[i:j + 1]
             try:
-                parts.append(str(tomledit.tomlkit.parse("k = " + raw)["k"]))
+                parts.append(str(tomledit.load("k = " + raw)["k"]))
             except Exception as e:
                 raise bad("bad quoted segment %s (%s)" % (raw, e))
             i = j + 1

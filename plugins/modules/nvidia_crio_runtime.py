@@ -278,7 +278,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
-    HAS_TOMLKIT, TOMLKIT_IMPORT_ERROR, TomlEditError, parse,
+    HAS_TOMLKIT, TOMLKIT_IMPORT_ERROR, TomlEditError, load,
 )
 
 if HAS_TOMLKIT:
@@ -390,7 +390,7 @@ def execute(module, result):
         if not state["expect"]:
             return True
         try:
-            running = parse(out, "crio status config").unwrap()
+            running = load(out, "crio status config")
         except TomlEditError as e:
             state["why"] = str(e)
             return False
