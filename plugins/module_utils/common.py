@@ -163,7 +163,7 @@ class FileChange(object):
 _HANDLER_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def check_names(opts, path_options=("config", "drop_in", "runtime_path")):
+def check_names(opts, path_options=("config", "drop_in", "runtime_path"), absolute=("runtime_path",)):
     """Argument checks shared by the runtime engines: the message names the option (before any file is read)."""
     name = opts.get("runtime_name")
     if not isinstance(name, str) or not _HANDLER_NAME_RE.match(name) or len(name) > 63:
@@ -176,8 +176,8 @@ def check_names(opts, path_options=("config", "drop_in", "runtime_path")):
             continue
         if not isinstance(value, str) or not value or any(c in value for c in "\n\r\x00"):
             raise EngineError("%s %r is not a usable path (empty, or with a newline or NUL)" % (key, value))
-        if key == "runtime_path" and not os.path.isabs(value):
-            raise EngineError("runtime_path %r must be an absolute path" % (value,))
+        if key in absolute and not os.path.isabs(value):
+            raise EngineError("%s %r must be an absolute path" % (key, value))
     if opts.get("copy_options_from") is not None and not opts["copy_options_from"]:
         raise EngineError("copy_options_from must name a runtime (it is empty)")
 

@@ -41,7 +41,7 @@ import re
 import stat
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (
-    VARIANT_SUFFIX, EngineError, FileChange, Plan, default_runner, get_in, handler_binaries, handler_names,
+    VARIANT_SUFFIX, EngineError, FileChange, Plan, check_names, default_runner, get_in, handler_binaries, handler_names,
     layout_for, prune_zero, read_binary_version, read_text, require_tables, runtime_headers, which,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
@@ -550,12 +550,8 @@ def _options(opts):
     for v in o["variants"] or []:
         if v not in VARIANT_SUFFIX:
             raise EngineError("variants: unknown variant %r (known: %s)" % (v, ", ".join(sorted(VARIANT_SUFFIX))))
-    if not o["runtime_name"] or not isinstance(o["runtime_name"], str):
-        raise EngineError("runtime_name must be a non-empty string")
-    if not o["runtime_path"] or not os.path.isabs(o["runtime_path"]):
-        raise EngineError("runtime_path must be an absolute path, not %r" % (o["runtime_path"],))
-    if o["runtime_root"] and not os.path.isabs(o["runtime_root"]):
-        raise EngineError("runtime_root must be an absolute path, not %r" % (o["runtime_root"],))
+    check_names(o, ("config", "config_dir", "drop_in", "backup_dir", "runtime_path", "runtime_root"),
+                absolute=("runtime_path", "runtime_root"))
     return o
 
 

@@ -459,3 +459,19 @@ def test_tuned_handler_keeps_its_settings_in_the_cri_plugin(build, tmp_path, dae
     assert (nv.get("PodAnnotations") or nv.get("podAnnotations") or nv.get("pod_annotations")) == ["nvidia.cdi.k8s.io/*"]
     present_again_absent(build, cfg, original, **extra)
     assert handler(loaded(daemon_factory, build, cfg))["options"]["BinaryName"] == "/usr/local/nvidia/toolkit/nvidia-container-runtime"
+
+
+# -- a UTF-8 byte order mark: handled the way the target binary does --------------------------------------
+def test_bom_kept_where_containerd_reads_it_and_named_where_it_does_not(build, tmp_path, daemon_factory):
+    original = "\ufeff" + fixture_text("default-%s-systemd.toml" % build.key)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(original)
+    r = module(build, cfg)
+    if build.major >= 2:      # 2.x refuses a BOM (the real binary says so): the module names it, writes nothing
+        assert r["failed"] and "byte order mark" in r["msg"], r.get("msg")
+        assert cfg.read_text() == original
+        return
+    ok(r)
+    assert cfg.read_text().startswith("\ufeff")
+    assert handler(loaded(daemon_factory, build, cfg))["options"]["BinaryName"] == NCR
+    present_again_absent(build, cfg, original)

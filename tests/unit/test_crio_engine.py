@@ -478,6 +478,9 @@ def test_malformed_main_file_names_file_and_line(tmp_path):
     (lambda n: {"backup": True, "backup_dir": str(n.cdir / "bak")}, "backups cannot go to"),
     (lambda n: {"variants": ["gpu"]}, "unknown variant"),
     (lambda n: {"runtime_path": "nvidia-container-runtime"}, "absolute path"),
+    (lambda n: {"runtime_name": ""}, "runtime_name '' is not a valid handler name"),
+    (lambda n: {"runtime_name": "nv\nidia"}, "runtime_name 'nv\\\\nidia' is not a valid handler name"),
+    (lambda n: {"runtime_root": "run/nvidia"}, "runtime_root 'run/nvidia' must be an absolute path"),
     (lambda n: {"config_source": ["dump"]}, "unknown source"),
 ])
 def test_bad_options_are_refused(tmp_path, kw, msg):
