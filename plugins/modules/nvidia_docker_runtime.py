@@ -126,6 +126,13 @@ options:
     description: Seconds to wait for a healthy Docker after a restart.
     type: int
     default: 60
+  lock_timeout:
+    description:
+      - Seconds to wait for another run that is changing the same file before failing; the lock is held from
+        reading the file to the end of the restart. Check mode takes no lock. On timeout the module fails,
+        naming the file and the PID of the holder, and writes nothing.
+    type: int
+    default: 120
 notes:
   - Healthy after a restart means C(GET /info) on O(socket) (what C(docker info) shows) answers and
     lists the runtimes written (and none removed), with the C(default-runtime) written.
@@ -267,16 +274,27 @@ def main():
             service=dict(type="str", default="docker"),
             socket=dict(type="path", default="/run/docker.sock"),
             restart_timeout=dict(type="int", default=60),
+            lock_timeout=dict(type="int", default=fileops.LOCK_TIMEOUT),
         ),
         supports_check_mode=True,
     )
+    result = dict(changed=False, files=[], restarted=False, restart_method=None, backup_files=[],
+                  docker_version=None, validated=False, record=engine.sidecar_path(module.params["config"]))
+    if module.check_mode:   # reads only: no lock needed
+        execute(module, result)
+    try:   # read, plan, write and restart under the file's lock: a concurrent run waits, then reads what this one wrote
+        with fileops.locked([module.params["config"]], timeout=module.params["lock_timeout"]):
+            execute(module, result)
+    except fileops.FileOpError as e:
+        module.fail_json(msg=to_native(e), **result)
+
+
+def execute(module, result):
     params = module.params
 
     def run(argv):
         return module.run_command(argv)
 
-    result = dict(changed=False, files=[], restarted=False, restart_method=None, backup_files=[],
-                  docker_version=None, validated=False, record=engine.sidecar_path(params["config"]))
     try:
         plan = engine.plan({k: params[k] for k in engine.DEFAULTS})
         result.update(runtimes=plan.runtimes, default_runtime=plan.default_runtime, changed=plan.changed,
@@ -289,14 +307,19 @@ def main():
     for w in plan.warnings:
         module.warn(w)
 
-    if not plan.changed or module.check_mode:
+    if not plan.changed:
         module.exit_json(**result)
 
-    try:
-        _written, result["backup_files"] = fileops.apply_changes(
-            [(f.path, f.before, f.after) for f in plan.files], module=module, backup=params["backup"])
+    try:   # check mode runs the real run's write tests (immutable file, read-only mount...), writes nothing
+        _written, backups = fileops.apply_changes(
+            [(f.path, f.before, f.after) for f in plan.files], module=module, backup=params["backup"],
+            check_mode=module.check_mode)
     except fileops.FileOpError as e:
+        result["changed"] = False
         module.fail_json(msg=to_native(e), **result)
+    if module.check_mode:
+        module.exit_json(**result)
+    result["backup_files"] = backups
     previous = [(f.path, f.before) for f in plan.files if f.changed]
     expect = [plan]  # after a rollback: any answer from the daemon will do
 
