@@ -325,7 +325,9 @@ def containerd_vars(tmp_path: Path, build, config: Path, **extra) -> dict:
 
 def test_containerd_in_place_or_drop_in_verified_by_config_dump(tmp_path, build):
     config = default_config(build, tmp_path / "etc/containerd/config.toml")
-    ev = containerd_vars(tmp_path, build, config, nvidia_runtime_variants=["cdi"], nvidia_runtime_set_as_default=True)
+    # the default runtime must exist on the node (test_role_footguns.py): the stand-in and its .cdi variant
+    ev = containerd_vars(tmp_path, build, config, nvidia_runtime_variants=["cdi"], nvidia_runtime_set_as_default=True,
+                         nvidia_runtime_binary=STANDIN)
     before = tree(tmp_path)
 
     rc, out, err, dummy = run_role(tmp_path, ev, check=True, diff=True)
@@ -351,7 +353,7 @@ def test_containerd_in_place_or_drop_in_verified_by_config_dump(tmp_path, build)
     rc2, dump, derr = harness.config_dump(build, config)
     assert rc2 == 0, derr
     assert re.search(r"default_runtime_name = ['\"]nvidia['\"]", dump)
-    assert re.search(r"runtimes\.nvidia-cdi\.options\]\s*\n\s*BinaryName = ['\"]/usr/bin/nvidia-container-runtime\.cdi['\"]", dump)
+    assert re.search(r"runtimes\.nvidia-cdi\.options\]\s*\n\s*BinaryName = ['\"]%s['\"]" % re.escape(STANDIN + ".cdi"), dump)
 
     snapshot = tree(tmp_path)
     rc, out, err, result = run_role(tmp_path, ev)
