@@ -205,3 +205,74 @@ def test_audit_reports_a_missing_default_runtime_unless_the_toolkit_would_instal
     assert row["error"] is None and row["state"] == "unconfigured", row
     assert "the toolkit packages a real run installs first should" in out
     assert tree(sb) == before
+
+
+# --------------------------------------------------------------------------------------------- items 18 and 19
+
+@pytest.mark.parametrize("default, binary, expected", [
+    ("crun", "crun", ["crun"]),                                  # crun by name: the toolkit would pick runc
+    ("crun", "/usr/local/bin/crun", ["/usr/local/bin/crun"]),    # a path: exactly it, no fallbacks
+    ("runc", "/opt/runc/bin/runc", ["/opt/runc/bin/runc"]),
+    ("runc", None, None),                                        # runc: the toolkit's own search picks it
+])
+def test_toolkit_runs_exactly_the_runtime_the_handler_wraps(tmp_path, builds, default, binary, expected):
+    build = builds["1.7"]
+    config = containerd_config(tmp_path / "etc/containerd/config.toml", default, binary)
+    package = TOOLKIT_FIXTURE.read_text()
+    tk = install_toolkit_config(tmp_path)
+    ev = containerd_vars(tmp_path, build, config)
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    assert result["low_level_runtime"] == (binary or "runc")
+    text = tk.read_text()
+    if expected is None:
+        assert text == package and result["toolkit_config_changed"] is False
+    else:
+        line = "runtimes = %s" % json.dumps(expected)
+        assert text == package.replace('runtimes = ["docker-runc", "runc", "crun"]', line)
+        assert result["toolkit_config_changed"] is True
+
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    assert recap(out)["changed"] == 0 and tk.read_text() == text
+
+
+def test_toolkit_fallbacks_written_earlier_are_dropped(tmp_path, builds):
+    """A node the role aligned before (path first, then docker-runc, runc, crun): the list becomes the path only."""
+    build = builds["1.7"]
+    config = containerd_config(tmp_path / "etc/containerd/config.toml", "crun", "/usr/local/bin/crun")
+    old = TOOLKIT_FIXTURE.read_text().replace('runtimes = ["docker-runc", "runc", "crun"]',
+                                              'runtimes = ["/usr/local/bin/crun", "docker-runc", "runc", "crun"]')
+    tk = install_toolkit_config(tmp_path, old)
+    rc, out, err, result = run_role(tmp_path, containerd_vars(tmp_path, build, config))
+    assert_ok(rc, out, err)
+    assert 'runtimes = ["/usr/local/bin/crun"]\n' in tk.read_text()
+    assert "docker-runc" not in tk.read_text()
+
+
+def test_operator_runtimes_list_wins(tmp_path, builds):
+    build = builds["1.7"]
+    config = containerd_config(tmp_path / "etc/containerd/config.toml", "crun", "crun")
+    tk = install_toolkit_config(tmp_path)
+    ev = containerd_vars(tmp_path, build, config,
+                         nvidia_runtime_toolkit_settings={"nvidia-container-runtime.runtimes": ["crun", "runc"]})
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    assert 'runtimes = ["crun", "runc"]\n' in tk.read_text()
+
+
+@pytest.mark.parametrize("runtime_path, expected", [("", "crun"), ("/usr/libexec/crio/crun", "/usr/libexec/crio/crun")])
+def test_crio_toolkit_runtimes_exactly_the_wrapped_runtime(tmp_path, runtime_path, expected):
+    """CRI-O's crun (by name: CRI-O finds it on PATH, so must the toolkit; or at its path): exactly that runtime."""
+    tk = install_toolkit_config(tmp_path)
+    rc, out, err, result = run_role(tmp_path, crio_vars(tmp_path, runtime_path))
+    assert_ok(rc, out, err)
+    assert result["low_level_runtime"] == expected
+    assert "runtimes = %s\n" % json.dumps([expected]) in tk.read_text()
+
+
+def test_removed_fallback_variable_is_refused(tmp_path):
+    ev = base_vars(tmp_path)
+    ev.update({"nvidia_runtime_engine": "none", "nvidia_runtime_toolkit_runtimes_fallback": ["runc"]})
+    rc, out, err, dummy = run_role(tmp_path, ev)
+    assert rc != 0 and "nvidia_runtime_toolkit_runtimes_fallback is gone" in out + err

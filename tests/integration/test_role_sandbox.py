@@ -394,7 +394,7 @@ def test_containerd_live_daemon_signal_restart_once(tmp_path, builds, supervisor
 
 
 def test_toolkit_config_follows_an_explicit_low_level_runtime(tmp_path, builds):
-    """containerd's default runtime is crun at an explicit path: the toolkit is told (issue #712)."""
+    """containerd's default runtime is crun at an explicit path: the toolkit is told, exactly that (issue #712)."""
     build = builds["1.7"]
     config = tmp_path / "etc/containerd/config.toml"
     config.parent.mkdir(parents=True)
@@ -414,7 +414,7 @@ def test_toolkit_config_follows_an_explicit_low_level_runtime(tmp_path, builds):
     assert result["low_level_runtime"] == "/usr/local/bin/crun"
     assert result["toolkit_config_changed"] is True
     toolkit = (tmp_path / "etc/nvidia-container-runtime/config.toml").read_text()
-    assert 'runtimes = ["/usr/local/bin/crun", "docker-runc", "runc", "crun"]' in toolkit
+    assert 'runtimes = ["/usr/local/bin/crun"]\n' in toolkit
     assert "no-cgroups = false" in toolkit
 
     rc, out, err, result = run_role(tmp_path, ev)
@@ -493,7 +493,7 @@ def test_crio_dropin_and_toolkit_runtimes(tmp_path):
     dropin = (tmp_path / "etc/crio/crio.conf.d/99-nvidia.toml").read_text()
     assert "[crio.runtime.runtimes.nvidia]" in dropin and 'monitor_path = "/usr/libexec/crio/conmon"' in dropin
     toolkit = (tmp_path / "etc/nvidia-container-runtime/config.toml").read_text()
-    assert 'runtimes = ["/usr/libexec/crio/crun", "docker-runc", "runc", "crun"]' in toolkit
+    assert 'runtimes = ["/usr/libexec/crio/crun"]\n' in toolkit
     rc, out, err, dummy = run_role(tmp_path, ev)
     assert_ok(rc, out, err)
     assert recap(out)["changed"] == 0
