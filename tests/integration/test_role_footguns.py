@@ -1,7 +1,7 @@
 """The role's foot-guns of issue 10 (items 13, 18, 19), run FOR REAL like test_role_sandbox.py.
 
 * A default runtime that does not exist (13): ``nvidia_runtime_set_as_default`` with a missing
-  ``nvidia_runtime_binary`` is refused on every engine (one check, also in check mode and in the audit),
+  ``nvidia_runtime_binary`` is refused on every engine (containerd, k0s, CRI-O, k3s, Docker) (one check, also in check mode and in the audit),
   unless ``nvidia_runtime_allow_missing_runtime_binary`` says this is a bootstrap: then it warns and writes.
 * The toolkit must run the runtime the handler wraps (18, 19): ``nvidia-container-runtime.runtimes`` is left
   alone for ``runc`` (what the toolkit's own search ``["runc", "crun"]`` picks) and is exactly the wrapped
@@ -109,6 +109,11 @@ def engine_vars(engine: str, tmp_path: Path, builds) -> dict:
         ev = k0s_vars(tmp_path, nvidia_runtime_k0s_version="v1.36.0+k0s.0")
     elif engine == "crio":
         ev = crio_vars(tmp_path, "/usr/libexec/crio/crun")
+    elif engine == "docker":   # refused before the module runs: no dockerd needed
+        ev = dict(base_vars(tmp_path), nvidia_runtime_engine="docker", nvidia_runtime_restart="none",
+                  nvidia_runtime_docker_config=str(tmp_path / "etc/docker/daemon.json"),
+                  nvidia_runtime_docker_path=str(tmp_path / "no-dockerd-here"),
+                  nvidia_runtime_docker_socket=str(tmp_path / "docker.sock"))
     else:
         ev = k3s_vars(tmp_path)
         (tmp_path / "bin/nvidia-container-runtime").unlink(missing_ok=True)
@@ -117,7 +122,7 @@ def engine_vars(engine: str, tmp_path: Path, builds) -> dict:
     return ev
 
 
-@pytest.mark.parametrize("engine", ["containerd", "k0s", "crio", "k3s"])
+@pytest.mark.parametrize("engine", ["containerd", "k0s", "crio", "k3s", "docker"])
 def test_missing_default_runtime_is_refused_on_every_engine(tmp_path, builds, engine):
     """set_as_default with a runtime binary that does not exist: one rule for every engine, check mode included
     (it reports the error a real run would hit); nothing is written."""
