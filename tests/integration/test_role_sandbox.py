@@ -325,7 +325,9 @@ def containerd_vars(tmp_path: Path, build, config: Path, **extra) -> dict:
 
 def test_containerd_in_place_or_drop_in_verified_by_config_dump(tmp_path, build):
     config = default_config(build, tmp_path / "etc/containerd/config.toml")
-    ev = containerd_vars(tmp_path, build, config, nvidia_runtime_variants=["cdi"], nvidia_runtime_set_as_default=True)
+    # the default runtime must exist on the node (test_role_footguns.py): the stand-in and its .cdi variant
+    ev = containerd_vars(tmp_path, build, config, nvidia_runtime_variants=["cdi"], nvidia_runtime_set_as_default=True,
+                         nvidia_runtime_binary=STANDIN)
     before = tree(tmp_path)
 
     rc, out, err, dummy = run_role(tmp_path, ev, check=True, diff=True)
@@ -351,7 +353,7 @@ def test_containerd_in_place_or_drop_in_verified_by_config_dump(tmp_path, build)
     rc2, dump, derr = harness.config_dump(build, config)
     assert rc2 == 0, derr
     assert re.search(r"default_runtime_name = ['\"]nvidia['\"]", dump)
-    assert re.search(r"runtimes\.nvidia-cdi\.options\]\s*\n\s*BinaryName = ['\"]/usr/bin/nvidia-container-runtime\.cdi['\"]", dump)
+    assert re.search(r"runtimes\.nvidia-cdi\.options\]\s*\n\s*BinaryName = ['\"]%s['\"]" % re.escape(STANDIN + ".cdi"), dump)
 
     snapshot = tree(tmp_path)
     rc, out, err, result = run_role(tmp_path, ev)
@@ -392,7 +394,7 @@ def test_containerd_live_daemon_signal_restart_once(tmp_path, builds, supervisor
 
 
 def test_toolkit_config_follows_an_explicit_low_level_runtime(tmp_path, builds):
-    """containerd's default runtime is crun at an explicit path: the toolkit is told (issue #712)."""
+    """containerd's default runtime is crun at an explicit path: the toolkit is told, exactly that (issue #712)."""
     build = builds["1.7"]
     config = tmp_path / "etc/containerd/config.toml"
     config.parent.mkdir(parents=True)
@@ -412,7 +414,7 @@ def test_toolkit_config_follows_an_explicit_low_level_runtime(tmp_path, builds):
     assert result["low_level_runtime"] == "/usr/local/bin/crun"
     assert result["toolkit_config_changed"] is True
     toolkit = (tmp_path / "etc/nvidia-container-runtime/config.toml").read_text()
-    assert 'runtimes = ["/usr/local/bin/crun", "docker-runc", "runc", "crun"]' in toolkit
+    assert 'runtimes = ["/usr/local/bin/crun"]\n' in toolkit
     assert "no-cgroups = false" in toolkit
 
     rc, out, err, result = run_role(tmp_path, ev)
@@ -491,7 +493,7 @@ def test_crio_dropin_and_toolkit_runtimes(tmp_path):
     dropin = (tmp_path / "etc/crio/crio.conf.d/99-nvidia.toml").read_text()
     assert "[crio.runtime.runtimes.nvidia]" in dropin and 'monitor_path = "/usr/libexec/crio/conmon"' in dropin
     toolkit = (tmp_path / "etc/nvidia-container-runtime/config.toml").read_text()
-    assert 'runtimes = ["/usr/libexec/crio/crun", "docker-runc", "runc", "crun"]' in toolkit
+    assert 'runtimes = ["/usr/libexec/crio/crun"]\n' in toolkit
     rc, out, err, dummy = run_role(tmp_path, ev)
     assert_ok(rc, out, err)
     assert recap(out)["changed"] == 0
