@@ -500,7 +500,16 @@ def patch(ed, ctx):
         ed.undo_value(ctx.cri, "enable_cdi")
 
     low = src_table.get("options", {}).get("BinaryName") if isinstance(src_table.get("options"), dict) else None
-    return final_default, (low or src_name)
+    return final_default, (low or _shim_default_binary(src_table) or src_name)
+
+
+# containerd's runc shims run `runc` (found on PATH) when options.BinaryName is empty, whatever the runtime's name
+RUNC_SHIMS = ("io.containerd.runc.v2", "io.containerd.runc.v1", "io.containerd.runtime.v1.linux")
+
+
+def _shim_default_binary(table):
+    """The program a runtime table runs when it names none: runc for the runc shims, else unknown (None)."""
+    return "runc" if (table.get("runtime_type") or BUILTIN_RUNC["runtime_type"]) in RUNC_SHIMS else None
 
 
 def _original_default(ed, ctx):

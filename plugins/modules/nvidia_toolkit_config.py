@@ -17,7 +17,7 @@ description:
     read by C(nvidia-container-runtime), its hook and C(nvidia-ctk).
   - The toolkit must agree with the low-level runtime it wraps. When that runtime has an explicit path or is
     neither C(runc) nor C(crun), list it in C(nvidia-container-runtime.runtimes) (toolkit issue 712), for
-    example V(["/usr/bin/crun", "runc"]).
+    example V(["/usr/bin/crun"]).
   - Edits are format-preserving. Comments, order, spacing and every key not named stay byte-identical. A
     changed value keeps its line's trailing comment.
   - 'The only marker written is the comment C(# gpuops.nvidia: added) after the header of a table the
@@ -112,7 +112,7 @@ EXAMPLES = r"""
 - name: The runtime wraps crun at an explicit path (toolkit issue 712)
   gpuops.nvidia.nvidia_toolkit_config:
     settings:
-      nvidia-container-runtime.runtimes: ["/usr/bin/crun", "runc"]
+      nvidia-container-runtime.runtimes: ["/usr/bin/crun"]   # exactly what the handler wraps: no fallback
 
 - name: CDI mode, and no cgroup handling by nvidia-container-cli (rootless)
   gpuops.nvidia.nvidia_toolkit_config:
@@ -148,7 +148,7 @@ settings:
   description: The resulting value of each key of O(settings), keyed as given.
   returned: success
   type: dict
-  sample: {"nvidia-container-runtime.runtimes": ["/usr/bin/crun", "runc"], "nvidia-container-cli.no-cgroups": true}
+  sample: {"nvidia-container-runtime.runtimes": ["/usr/bin/crun"], "nvidia-container-cli.no-cgroups": true}
 diff:
   description:
     - The file's text before and after, with the file as header (C(before_header) says C(absent) for a new

@@ -424,3 +424,15 @@ def test_k0s_upgrade_1_35_to_1_36_rewrites_the_drop_in_first(tmp_path):
 ])
 def test_k0s_managed_marker_rule_per_release(release, text, managed):
     assert versions.k0s(release).is_managed(text) is managed
+
+
+def test_low_level_runtime_of_a_runc_shim_without_binary_name_is_runc(tmp_path):
+    """A runtime named crun whose runc.v2 table names no BinaryName runs runc: the toolkit must be told runc."""
+    text = ('version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  default_runtime_name = "crun"\n'
+            '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]\n  runtime_type = "io.containerd.runc.v2"\n'
+            '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]\n  SystemdCgroup = true\n')
+    b = FakeContainerd(tmp_path, "1.7.24")
+    assert plan(tmp_path, b, text, apply=False, config_source=["file"]).low_level_runtime == "runc"
+    named = text.replace("SystemdCgroup = true", 'SystemdCgroup = true\n  BinaryName = "/usr/bin/crun"')
+    (tmp_path / "etc" / "config.toml").write_text(named)
+    assert plan(tmp_path, b, named, apply=False, config_source=["file"]).low_level_runtime == "/usr/bin/crun"
