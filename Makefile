@@ -59,8 +59,8 @@ venv:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 	    echo "== installing python3-venv (the venv module lacks ensurepip)"
 	    export DEBIAN_FRONTEND=noninteractive
-	    apt-get update -qq
-	    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+	    apt-get -o DPkg::Lock::Timeout=600 update -qq
+	    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends python3-venv >/dev/null
 	  else
 	    echo "error: $(PYTHON) cannot create virtual environments (ensurepip missing)." >&2
 	    echo "       Run as root: apt-get update && apt-get install -y python3-venv   then retry." >&2

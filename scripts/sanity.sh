@@ -40,8 +40,8 @@ if ! command -v shellcheck >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== sanity: installing shellcheck"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq --no-install-recommends shellcheck >/dev/null 2>&1 \
-      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; } \
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends shellcheck >/dev/null 2>&1 \
+      || { apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends shellcheck >/dev/null; } \
       || echo "warning: could not install shellcheck; ansible-test will skip that test" >&2
   else
     echo "warning: shellcheck not found; ansible-test will skip that test" >&2
