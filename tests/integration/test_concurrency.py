@@ -35,7 +35,7 @@ BOTH = (DEBIAN.replace('mode = "auto"', 'mode = "cdi"')
 RUNNER = """
 import importlib, runpy, sys
 sys.path.insert(0, sys.argv[1])
-name = "ansible_collections.gpuops.nvidia.plugins.modules.nvidia_toolkit_config"
+name = "ansible_collections.gpuops.nvidia.plugins.modules." + (sys.argv[3] if len(sys.argv) > 3 else "nvidia_toolkit_config")
 importlib.import_module(name)
 del sys.modules[name]
 print("ready", flush=True)
@@ -53,10 +53,10 @@ def wait_for_line(proc, expected, timeout=120):
     return line
 
 
-def start_module(collections_path, folder, name, args):
+def start_module(collections_path, folder, name, args, module="nvidia_toolkit_config"):
     args_file = folder / ("%s.json" % name)
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(collections_path), str(args_file)],
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(collections_path), str(args_file), module],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_line(proc, "ready")
     return proc

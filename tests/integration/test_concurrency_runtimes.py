@@ -1,31 +1,15 @@
-"""The runtime modules under concurrent runs (issue 10, item 1): nvidia_containerd_runtime and
-nvidia_crio_runtime hold their files' locks from reading to the end of the restart, so a second run at the same
-moment waits, then reads what the first wrote -- one run changes the file, the other reports no change, and
+"""The runtime modules under concurrent runs (issue 10, item 1): nvidia_containerd_runtime (like the CRI-O and
+Docker modules, through the same fileops.locked) holds its files' locks from reading to the end of the restart, so
+a second run at the same moment waits, then reads what the first wrote -- one run changes the file, the other reports no change, and
 neither fails with "changed since it was read". Real processes started together on a signal (see
 test_concurrency.py for the machinery); bounded waits, nothing timed.
 """
-import json
-import subprocess
-import sys
-
 import pytest
 
-from test_concurrency import result_of, wait_for_line
+from test_concurrency import result_of, start_module
 
 pytestmark = pytest.mark.integration
 TRIALS = 5
-
-RUNNER = """
-import importlib, runpy, sys
-sys.path.insert(0, sys.argv[1])
-name = "ansible_collections.gpuops.nvidia.plugins.modules." + sys.argv[3]
-importlib.import_module(name)
-del sys.modules[name]
-print("ready", flush=True)
-sys.stdin.readline()
-sys.argv = [name, sys.argv[2]]
-runpy.run_module(name, run_name="__main__")
-"""
 
 CONTAINERD_V2 = """version = 2
 
@@ -40,17 +24,8 @@ CONTAINERD_V2 = """version = 2
 """
 
 
-def start(collections_path, folder, name, module, args):
-    args_file = folder / ("%s.json" % name)
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(collections_path), str(args_file), module],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for_line(proc, "ready")
-    return proc
-
-
 def race(collections_path, folder, module, args):
-    procs = [start(collections_path, folder, "run%d" % i, module, args) for i in range(2)]
+    procs = [start_module(collections_path, folder, "run%d" % i, args, module) for i in range(2)]
     for p in procs:
         p.stdin.write("go\n")
         p.stdin.flush()
