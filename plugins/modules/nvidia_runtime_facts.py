@@ -369,6 +369,31 @@ ansible_facts:
                   C(default-runtime) setting when set; CRI-O C(default_runtime), null when unset; Docker C(default-runtime)).
                 - MicroK8s, the template's value as written (placeholders such as C(${RUNTIME}) are not expanded).
               type: str
+            placeholders:
+              description: MicroK8s only, the C(${NAME}) placeholders its C(containerd-template.toml) holds (rendered by the snap at start).
+              type: list
+              elements: str
+              sample: ["${RUNTIME}", "${SNAP_DATA}"]
+            placeholder_values:
+              description:
+                - MicroK8s only, what the snap substitutes for each placeholder before containerd starts (plain string
+                  replacement) -- C(${SNAP}), C(${SNAP_DATA}), C(${SNAP_COMMON}), C(${RUNTIME}) (C(runc), or
+                  C(nvidia-container-runtime) while the old GPU addon's C(var/lock/gpu) exists), C(${RUNTIME_TYPE}),
+                  C(${SNAPSHOTTER}) (C(overlayfs), the usual value).
+              type: dict
+            reuse_handler:
+              description:
+                - MicroK8s only, the handler the template already has for the NVIDIA runtime (its C(BinaryName) is
+                  C(nvidia-container-runtime), bare or a path), e.g. MicroK8s' own C(nvidia-container-runtime); the role
+                  configures that one instead of adding a second. Null when there is none.
+              type: str
+            edit_problem:
+              description:
+                - MicroK8s only, why the containerd module cannot add a handler to this template yet, or null. Set when
+                  C(default_runtime_name) is a placeholder and the containerd reading the template replaces its built-in
+                  runtimes with the file's (1.x, or unknown because MicroK8s is not installed); setting the handler as
+                  default avoids it.
+              type: str
         engine:
           description: Kind of the engine to configure, or null when none was found.
           type: str

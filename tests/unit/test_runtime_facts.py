@@ -549,6 +549,61 @@ def test_microk8s(tree):
     assert e["default_runtime"] == "${RUNTIME}"
     assert e["socket"] == "/var/snap/microk8s/common/run/containerd.sock"
 
+    assert e["placeholders"] == ["${RUNTIME_TYPE}", "${RUNTIME}", "${SNAPSHOTTER}", "${SNAP_DATA}"]
+    assert e["reuse_handler"] == "nvidia-container-runtime"   # MicroK8s' own handler is reused, not doubled
+    assert e["placeholder_values"]["${SNAP_DATA}"] == "/var/snap/microk8s/current"
+    assert e["placeholder_values"]["${RUNTIME}"] == "runc"
+
+
+def _microk8s_containerd(version):
+    out = "containerd github.com/containerd/containerd/v2 v%s 0123abc\n" % version
+    return dict(run_binaries=True, query_units=False, runner=lambda argv: (0, out if argv[-1] == "--version" else "", ""))
+
+
+@pytest.mark.parametrize("version, problem", [("2.1.3", False), ("1.7.27", True), (None, True)])
+def test_microk8s_edit_problem_follows_the_bundled_containerd(tree, version, problem):
+    """A ${RUNTIME} default: containerd 1.x (or unknown: MicroK8s absent) replaces its built-in runtimes with the
+    file's, so the module would add a table named "${RUNTIME}" that the snap renders into a second runc table."""
+    faketree.microk8s(tree, "v1.33.0")
+    if version is None:
+        tree.p("/snap/microk8s/6750/bin/containerd").unlink()
+    f, dummy = gather(tree, **_microk8s_containerd(version or "0"))
+    e = f["engines"]["microk8s"]
+    assert e["version"] == version
+    assert (e["edit_problem"] is not None) is problem
+    if problem:
+        assert "${RUNTIME}" in e["edit_problem"] and "nvidia_runtime_set_as_default" in e["edit_problem"]
+
+
+def test_microk8s_without_a_gpu_handler_and_the_gpu_lock(tree):
+    faketree.microk8s(tree)
+    path = "/var/snap/microk8s/6750/args/containerd-template.toml"
+    text = tree.p(path).read_text()
+    tree.file(path, text[:text.index('    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia-container-runtime]')])
+    tree.file("/var/snap/microk8s/6750/var/lock/gpu", "")
+    e = gather(tree)[0]["engines"]["microk8s"]
+    assert e["reuse_handler"] is None and e["nvidia_runtimes"] == []
+    assert e["placeholder_values"]["${RUNTIME}"] == "nvidia-container-runtime"   # the old GPU addon's switch
+
+
+@pytest.mark.parametrize("binaries, expected", [
+    ({"nvidia-container-runtime": "nvidia-container-runtime", "nvidia": "/usr/bin/nvidia-container-runtime"},
+     "nvidia-container-runtime"),
+    ({"nvidia": "/usr/local/nvidia/toolkit/nvidia-container-runtime"}, "nvidia"),
+    ({"nvidia-cdi": "/usr/bin/nvidia-container-runtime.cdi"}, None),
+    ({"nvidia-x": None}, None),
+    (None, None),
+])
+def test_reuse_handler(binaries, expected):
+    assert facts.reuse_handler(binaries) == expected
+
+
+def test_render_microk8s_is_plain_substitution():
+    values = facts.microk8s_values()
+    text = 'a = "${SNAP}/x"\nb = "${SNAP_DATA}/y"\nc = "${SNAP_COMMON}" # ${RUNTIME}\nd = "${UNKNOWN}"\n'
+    assert facts.render_microk8s(text, values) == ('a = "/snap/microk8s/current/x"\nb = "/var/snap/microk8s/current/y"\n'
+                                                   'c = "/var/snap/microk8s/common" # runc\nd = "${UNKNOWN}"\n')
+
 
 def test_crio(tree):
     faketree.crio(tree)
