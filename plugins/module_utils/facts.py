@@ -906,10 +906,14 @@ def reuse_handler(nvidia_binaries):
 def _microk8s_edit_problem(e):
     """Why the containerd module cannot edit this template safely yet (None when it can): with a placeholder as
     ``default_runtime_name``, a containerd that replaces its built-in runtimes with the file's (1.x, or an
-    unknown binary reading a version 1/2 file) makes the module add a table named after the placeholder, which
-    the snap renders into a second ``runc`` table (invalid TOML)."""
+    binary reading a version 1/2 file: MicroK8s not installed yet) makes the module add a table named after the
+    placeholder, which the snap renders into a second ``runc`` table (invalid TOML)."""
     default = e["default_runtime"]
     if not default or not MICROK8S_PLACEHOLDER_RE.search(default):
+        return None
+    if e["version"] is None and e["binary"]:
+        # there but not run (another facts root) or unreadable: the module reads it itself, and a template the
+        # snap cannot render is rolled back by the module's restart health check
         return None
     rules = versions.containerd(e["version"]).guess_for_file(e["config_version"] or 2)
     if not rules.file_runtimes_replace_builtin:
@@ -920,6 +924,19 @@ def _microk8s_edit_problem(e):
             "(the default then names the handler), or use a MicroK8s release bundling containerd 2.x."
             % (e["config"], default, ("containerd %s" % e["version"]) if e["version"]
                else "an unknown containerd (MicroK8s not installed: read as 1.x)", default))
+
+
+def _microk8s_copy_from(e, values):
+    """The runtime a new handler copies when ``default_runtime_name`` is a placeholder (the module cannot resolve
+    it): the runtime the snap renders it to, unless that is an nvidia handler (the old GPU addon), then runc.
+    None when the default is a plain name (the module's own choice applies)."""
+    default = e["default_runtime"]
+    if not default or not MICROK8S_PLACEHOLDER_RE.search(default):
+        return None
+    rendered = render_microk8s(default, values)
+    if rendered in (e["runtimes"] or []) and rendered not in (e["nvidia_runtimes"] or []):
+        return rendered
+    return "runc"
 
 
 def engine_microk8s(node):
@@ -942,6 +959,7 @@ def engine_microk8s(node):
     e["placeholders"] = sorted(set(MICROK8S_PLACEHOLDER_RE.findall(node.read(template) or "")))
     e["placeholder_values"] = values
     e["reuse_handler"] = reuse_handler(e["nvidia_binaries"])
+    e["copy_options_from"] = _microk8s_copy_from(e, values)
     e["edit_problem"] = _microk8s_edit_problem(e) if e["config_exists"] else None
     return e
 

@@ -387,6 +387,11 @@ ansible_facts:
                   C(nvidia-container-runtime), bare or a path), e.g. MicroK8s' own C(nvidia-container-runtime); the role
                   configures that one instead of adding a second. Null when there is none.
               type: str
+            copy_options_from:
+              description:
+                - MicroK8s only, the runtime a new handler copies when C(default_runtime_name) is a placeholder (the one
+                  the snap renders it to, C(runc) when that is an nvidia handler); null when the default is a plain name.
+              type: str
             edit_problem:
               description:
                 - MicroK8s only, why the containerd module cannot add a handler to this template yet, or null. Set when

@@ -553,6 +553,8 @@ def test_microk8s(tree):
     assert e["reuse_handler"] == "nvidia-container-runtime"   # MicroK8s' own handler is reused, not doubled
     assert e["placeholder_values"]["${SNAP_DATA}"] == "/var/snap/microk8s/current"
     assert e["placeholder_values"]["${RUNTIME}"] == "runc"
+    assert e["copy_options_from"] == "runc"   # what ${RUNTIME} renders to: the module cannot resolve it
+    assert e["edit_problem"] is None   # its containerd is there but not run (another root): the module reads it
 
 
 def _microk8s_containerd(version):
@@ -560,7 +562,7 @@ def _microk8s_containerd(version):
     return dict(run_binaries=True, query_units=False, runner=lambda argv: (0, out if argv[-1] == "--version" else "", ""))
 
 
-@pytest.mark.parametrize("version, problem", [("2.1.3", False), ("1.7.27", True), (None, True)])
+@pytest.mark.parametrize("version, problem", [("2.1.3", False), ("1.7.27", True), (None, True)])  # None: not installed
 def test_microk8s_edit_problem_follows_the_bundled_containerd(tree, version, problem):
     """A ${RUNTIME} default: containerd 1.x (or unknown: MicroK8s absent) replaces its built-in runtimes with the
     file's, so the module would add a table named "${RUNTIME}" that the snap renders into a second runc table."""
@@ -584,6 +586,15 @@ def test_microk8s_without_a_gpu_handler_and_the_gpu_lock(tree):
     e = gather(tree)[0]["engines"]["microk8s"]
     assert e["reuse_handler"] is None and e["nvidia_runtimes"] == []
     assert e["placeholder_values"]["${RUNTIME}"] == "nvidia-container-runtime"   # the old GPU addon's switch
+    assert e["copy_options_from"] == "runc"   # never an nvidia handler
+
+
+def test_microk8s_plain_default_leaves_the_copy_source_to_the_module(tree):
+    faketree.microk8s(tree)
+    path = "/var/snap/microk8s/6750/args/containerd-template.toml"
+    tree.file(path, tree.p(path).read_text().replace('"${RUNTIME}"', '"runc"'))
+    e = gather(tree)[0]["engines"]["microk8s"]
+    assert e["copy_options_from"] is None and e["edit_problem"] is None and e["default_runtime"] == "runc"
 
 
 @pytest.mark.parametrize("binaries, expected", [
