@@ -927,14 +927,16 @@ def _microk8s_edit_problem(e):
 
 
 def _microk8s_copy_from(e, values):
-    """The runtime a new handler copies when ``default_runtime_name`` is a placeholder (the module cannot resolve
-    it): the runtime the snap renders it to, unless that is an nvidia handler (the old GPU addon), then runc.
-    None when the default is a plain name (the module's own choice applies)."""
+    """The runtime a new handler copies when the module cannot work it out: ``default_runtime_name`` is a
+    placeholder (the runtime the snap renders it to, unless that is an nvidia handler -- the old GPU addon --,
+    then runc), or names an nvidia handler (made default by an earlier run, over MicroK8s' ``${RUNTIME}``: runc,
+    what that renders to). None when the default is another plain name (the module's own choice applies)."""
     default = e["default_runtime"]
-    if not default or not MICROK8S_PLACEHOLDER_RE.search(default):
+    nvidia = e["nvidia_runtimes"] or []
+    if not default or not (MICROK8S_PLACEHOLDER_RE.search(default) or default in nvidia):
         return None
     rendered = render_microk8s(default, values)
-    if rendered in (e["runtimes"] or []) and rendered not in (e["nvidia_runtimes"] or []):
+    if rendered in (e["runtimes"] or []) and rendered not in nvidia:
         return rendered
     return "runc"
 

@@ -390,7 +390,8 @@ ansible_facts:
             copy_options_from:
               description:
                 - MicroK8s only, the runtime a new handler copies when C(default_runtime_name) is a placeholder (the one
-                  the snap renders it to, C(runc) when that is an nvidia handler); null when the default is a plain name.
+                  the snap renders it to, C(runc) when that is an nvidia handler) or names an nvidia handler (C(runc));
+                  null when the default is another plain name.
               type: str
             edit_problem:
               description:

@@ -9,13 +9,15 @@ runtimes it loaded.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import facts
-from test_role_sandbox import assert_ok, base_vars, recap, run_role
+from ansible_run import REPO_ROOT, run_playbook
+from test_role_sandbox import assert_ok, base_vars, localhost_inventory, recap, run_role
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,7 +50,7 @@ def mk8s_vars(tmp_path: Path, build, **extra) -> dict:
         "nvidia_runtime_engine": "microk8s",
         "nvidia_runtime_facts_root": str(tmp_path / "node"),
         "nvidia_runtime_microk8s_template": str(tmp_path / "node" / TEMPLATE),
-        "nvidia_runtime_microk8s_containerd_path": build.containerd,
+        "nvidia_runtime_microk8s_containerd_path": build.containerd if build else "",
         "nvidia_runtime_microk8s_socket": str(tmp_path / "no-containerd.sock"),
     })
     v.update(extra)
@@ -156,3 +158,42 @@ def test_containerd_1x_with_a_placeholder_default_is_refused_then_works_as_defau
     assert default == "nvidia-container-runtime"
     assert runtimes["nvidia-container-runtime"]["options"]["BinaryName"] == NCR
     assert {"runc", "kata"} <= set(runtimes)
+
+
+def test_bootstrap_without_microk8s_and_the_audit(tmp_path):
+    """The molecule microk8s_layout case on localhost: MicroK8s not installed (no containerd to ask), the handler
+    as default. The audit playbook (check mode) predicts the change and writes nothing; the run keeps every other
+    placeholder line; a second run and a check-mode run change nothing, and the audit then says configured."""
+    tpl = node_tree(tmp_path, "containerd-template-v2-current-shape.toml", with_binary=False)
+    original = tpl.read_text()
+    ev = mk8s_vars(tmp_path, None, nvidia_runtime_set_as_default=True)
+    ev["nvidia_runtime_microk8s_containerd_path"] = str(tmp_path / "node/snap/microk8s/current/bin/containerd")
+    ev["ansible_become"] = False
+    ev["nvidia_runtime_audit_dir"] = str(tmp_path / "audit")
+    inv = localhost_inventory(tmp_path)
+    audit = REPO_ROOT / "playbooks/audit.yml"
+
+    rc, out, err = run_playbook(audit, extravars=ev, inventory=inv)
+    assert_ok(rc, out, err)
+    assert re.search(r"localhost: engine=microk8s .* would_change=True", out), out[-4000:]
+    assert tpl.read_text() == original
+
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    text = tpl.read_text()
+    keep = [line for line in placeholder_lines(original) if "default_runtime_name" not in line]
+    assert [line for line in placeholder_lines(text) if "default_runtime_name" not in line] == keep
+    assert 'default_runtime_name = "nvidia-container-runtime"  # gpuops.nvidia: replaced "${RUNTIME}"' in text
+    assert result["restarted"] is False and "containerd-template.toml has nvidia-container-runtime" in out
+
+    for check in (False, True):
+        rc, out, err, dummy = run_role(tmp_path, ev, check=check)
+        assert_ok(rc, out, err)
+        assert recap(out)["changed"] == 0
+    assert tpl.read_text() == text
+
+    rc, out, err = run_playbook(audit, extravars=ev, inventory=inv)
+    assert_ok(rc, out, err)
+    assert "would_change=False" in out and "ERROR=" not in out
+    (row,) = json.loads((tmp_path / "audit/report.json").read_text())["hosts"]
+    assert (row["state"], row["engine"], row["changes"]) == ("configured", "microk8s", [])

@@ -597,6 +597,17 @@ def test_microk8s_plain_default_leaves_the_copy_source_to_the_module(tree):
     assert e["copy_options_from"] is None and e["edit_problem"] is None and e["default_runtime"] == "runc"
 
 
+def test_microk8s_handler_made_default_still_copies_runc(tree):
+    """After a run with nvidia_runtime_set_as_default the default names the handler: the module's own choice would
+    be the replaced ${RUNTIME}, which it cannot resolve, so runc (what that renders to) is still given."""
+    faketree.microk8s(tree)
+    path = "/var/snap/microk8s/6750/args/containerd-template.toml"
+    tree.file(path, tree.p(path).read_text().replace(
+        '"${RUNTIME}"', '"nvidia-container-runtime"  # gpuops.nvidia: replaced "${RUNTIME}"'))
+    e = gather(tree)[0]["engines"]["microk8s"]
+    assert e["default_runtime"] == "nvidia-container-runtime" and e["copy_options_from"] == "runc"
+
+
 @pytest.mark.parametrize("binaries, expected", [
     ({"nvidia-container-runtime": "nvidia-container-runtime", "nvidia": "/usr/bin/nvidia-container-runtime"},
      "nvidia-container-runtime"),
