@@ -30,7 +30,7 @@ description:
   - Config versions follow containerd's rules (the collection's version rules table), the C(version) key; a
     non-empty file without it is version 1; an empty or missing file gets what the binary's C(config default)
     writes (1.x 2, 2.0-2.2 3, 2.3 and later 4). For k0s it is the version of the drop-ins the installed release
-    merges (2 up to 1.35, 3 from 1.36); k3s/RKE2 without a generated config: from the template's name.
+    merges (2 up to 1.35, 3 from 1.36); k3s/RKE2 without a generated config, from the template's name.
   - An nvidia handler is any runtime table named C(nvidia*) in the main config and its drop-ins (containerd
     C(imports), k0s C(containerd.d), CRI-O C(crio.conf.d), Docker's C(runtimes)). For k3s and RKE2 it also
     counts when C(nvidia-container-runtime) (or C(.cdi), C(-experimental)) is in a folder k3s searches
