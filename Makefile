@@ -38,7 +38,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(BUILD)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help test unit integration lint sanity molecule demo venv deps collection fetch clean distclean
-MOLECULE_SCENARIOS ?= smoke default containerd2 k0s_bootstrap k3s_layout crio_layout driver fleet
+MOLECULE_SCENARIOS ?= smoke default containerd2 k0s_bootstrap k3s_layout microk8s_layout crio_layout driver fleet
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'

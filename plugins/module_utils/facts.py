@@ -863,12 +863,89 @@ def engine_rke2(node):
                      "/var/lib/rancher/rke2/bin/containerd", "/etc/rancher/rke2")
 
 
+MICROK8S_SNAP = "/snap/microk8s/current"
+MICROK8S_DATA = "/var/snap/microk8s/current"
+MICROK8S_COMMON = "/var/snap/microk8s/common"
+MICROK8S_PLACEHOLDER_RE = re.compile(r"\$\{[A-Z_][A-Z0-9_]*\}")
+NVIDIA_RUNTIME_BINARY = "nvidia-container-runtime"
+
+
+def microk8s_values(node=None):
+    """What MicroK8s' containerd wrapper (run-containerd-with-args) substitutes in containerd-template.toml
+    before containerd starts: plain string replacement of each ``${NAME}``, strings included. ``${RUNTIME}``
+    is nvidia-container-runtime while the old GPU addon's lock file exists, else runc."""
+    gpu_lock = node is not None and node.exists(MICROK8S_DATA + "/var/lock/gpu")
+    return {
+        "${SNAP}": MICROK8S_SNAP,
+        "${SNAP_DATA}": MICROK8S_DATA,
+        "${SNAP_COMMON}": MICROK8S_COMMON,
+        "${RUNTIME}": NVIDIA_RUNTIME_BINARY if gpu_lock else "runc",
+        "${RUNTIME_TYPE}": "io.containerd.runc.v2",
+        "${SNAPSHOTTER}": "overlayfs",
+    }
+
+
+def render_microk8s(text, values):
+    """The template as the snap renders it: each placeholder replaced (longest first, so ``${SNAP}`` never
+    eats the start of ``${SNAP_DATA}``; with the closing brace they cannot overlap anyway)."""
+    for k in sorted(values, key=len, reverse=True):
+        text = text.replace(k, values[k])
+    return text
+
+
+def reuse_handler(nvidia_binaries):
+    """The handler an engine already has for the NVIDIA runtime (BinaryName ``nvidia-container-runtime``, bare or
+    as a path; not its .cdi/.legacy modes), which the role reuses instead of adding a second; None if none."""
+    found = sorted(n for n, b in (nvidia_binaries or {}).items()
+                   if isinstance(b, str) and b.rsplit("/", 1)[-1] == NVIDIA_RUNTIME_BINARY)
+    if NVIDIA_RUNTIME_BINARY in found:   # MicroK8s' own name first
+        return NVIDIA_RUNTIME_BINARY
+    return found[0] if found else None
+
+
+def _microk8s_edit_problem(e):
+    """Why the containerd module cannot edit this template safely yet (None when it can): with a placeholder as
+    ``default_runtime_name``, a containerd that replaces its built-in runtimes with the file's (1.x, or an
+    binary reading a version 1/2 file: MicroK8s not installed yet) makes the module add a table named after the
+    placeholder, which the snap renders into a second ``runc`` table (invalid TOML)."""
+    default = e["default_runtime"]
+    if not default or not MICROK8S_PLACEHOLDER_RE.search(default):
+        return None
+    if e["version"] is None and e["binary"]:
+        # there but not run (another facts root) or unreadable: the module reads it itself, and a template the
+        # snap cannot render is rolled back by the module's restart health check
+        return None
+    rules = versions.containerd(e["version"]).guess_for_file(e["config_version"] or 2)
+    if not rules.file_runtimes_replace_builtin:
+        return None
+    return ("%s: default_runtime_name = %r is rendered by the snap, and %s replaces its built-in runtimes with "
+            "the file's, so adding a handler would also add a %r table that the snap renders into a duplicate "
+            "(the containerd module does not resolve snap placeholders yet). Set nvidia_runtime_set_as_default "
+            "(the default then names the handler), or use a MicroK8s release bundling containerd 2.x."
+            % (e["config"], default, ("containerd %s" % e["version"]) if e["version"]
+               else "an unknown containerd (MicroK8s not installed: read as 1.x)", default))
+
+
+def _microk8s_copy_from(e, values):
+    """The runtime a new handler copies when the module cannot work it out: ``default_runtime_name`` is a
+    placeholder (the runtime the snap renders it to, unless that is an nvidia handler -- the old GPU addon --,
+    then runc), or names an nvidia handler (made default by an earlier run, over MicroK8s' ``${RUNTIME}``: runc,
+    what that renders to). None when the default is another plain name (the module's own choice applies)."""
+    default = e["default_runtime"]
+    nvidia = e["nvidia_runtimes"] or []
+    if not default or not (MICROK8S_PLACEHOLDER_RE.search(default) or default in nvidia):
+        return None
+    rendered = render_microk8s(default, values)
+    if rendered in (e["runtimes"] or []) and rendered not in nvidia:
+        return rendered
+    return "runc"
+
+
 def engine_microk8s(node):
     e = _new_engine("microk8s")
-    snap = "/snap/microk8s/current"
-    data = "/var/snap/microk8s/current"
+    snap, data = MICROK8S_SNAP, MICROK8S_DATA
     template = data + "/args/containerd-template.toml"
-    sock = "/var/snap/microk8s/common/run/containerd.sock"
+    sock = MICROK8S_COMMON + "/run/containerd.sock"
     e["units"] = ["snap.microk8s.daemon-containerd"]
     e["distribution_binary"] = "/snap/bin/microk8s" if node.exists("/snap/bin/microk8s") else None
     e["binary"] = snap + "/bin/containerd" if node.executable(snap + "/bin/containerd") else None
@@ -878,9 +955,14 @@ def engine_microk8s(node):
     if m:
         e["distribution_version"], e["distribution_version_source"] = m.group(1), "snap.yaml"
     _containerd_version(node, e, e["binary"])
-    _containerd_config(node, e, template, subst={"${SNAP_DATA}": data, "${SNAP}": snap,
-                                                 "${SNAP_COMMON}": "/var/snap/microk8s/common"})
+    values = microk8s_values(node)
+    _containerd_config(node, e, template, subst=values)
     _activity(node, e, [sock])
+    e["placeholders"] = sorted(set(MICROK8S_PLACEHOLDER_RE.findall(node.read(template) or "")))
+    e["placeholder_values"] = values
+    e["reuse_handler"] = reuse_handler(e["nvidia_binaries"])
+    e["copy_options_from"] = _microk8s_copy_from(e, values)
+    e["edit_problem"] = _microk8s_edit_problem(e) if e["config_exists"] else None
     return e
 
 

@@ -30,7 +30,7 @@ description:
   - Config versions follow containerd's rules (the collection's version rules table), the C(version) key; a
     non-empty file without it is version 1; an empty or missing file gets what the binary's C(config default)
     writes (1.x 2, 2.0-2.2 3, 2.3 and later 4). For k0s it is the version of the drop-ins the installed release
-    merges (2 up to 1.35, 3 from 1.36); k3s/RKE2 without a generated config: from the template's name.
+    merges (2 up to 1.35, 3 from 1.36); k3s/RKE2 without a generated config, from the template's name.
   - An nvidia handler is any runtime table named C(nvidia*) in the main config and its drop-ins (containerd
     C(imports), k0s C(containerd.d), CRI-O C(crio.conf.d), Docker's C(runtimes)). For k3s and RKE2 it also
     counts when C(nvidia-container-runtime) (or C(.cdi), C(-experimental)) is in a folder k3s searches
@@ -368,6 +368,37 @@ ansible_facts:
                 - The default handler (containerd C(default_runtime_name), C(runc) when unset; k3s/RKE2 their
                   C(default-runtime) setting when set; CRI-O C(default_runtime), null when unset; Docker C(default-runtime)).
                 - MicroK8s, the template's value as written (placeholders such as C(${RUNTIME}) are not expanded).
+              type: str
+            placeholders:
+              description: MicroK8s only, the C(${NAME}) placeholders its C(containerd-template.toml) holds (rendered by the snap at start).
+              type: list
+              elements: str
+              sample: ["${RUNTIME}", "${SNAP_DATA}"]
+            placeholder_values:
+              description:
+                - MicroK8s only, what the snap substitutes for each placeholder before containerd starts (plain string
+                  replacement) -- C(${SNAP}), C(${SNAP_DATA}), C(${SNAP_COMMON}), C(${RUNTIME}) (C(runc), or
+                  C(nvidia-container-runtime) while the old GPU addon's C(var/lock/gpu) exists), C(${RUNTIME_TYPE}),
+                  C(${SNAPSHOTTER}) (C(overlayfs), the usual value).
+              type: dict
+            reuse_handler:
+              description:
+                - MicroK8s only, the handler the template already has for the NVIDIA runtime (its C(BinaryName) is
+                  C(nvidia-container-runtime), bare or a path), e.g. MicroK8s' own C(nvidia-container-runtime); the role
+                  configures that one instead of adding a second. Null when there is none.
+              type: str
+            copy_options_from:
+              description:
+                - MicroK8s only, the runtime a new handler copies when C(default_runtime_name) is a placeholder (the one
+                  the snap renders it to, C(runc) when that is an nvidia handler) or names an nvidia handler (C(runc));
+                  null when the default is another plain name.
+              type: str
+            edit_problem:
+              description:
+                - MicroK8s only, why the containerd module cannot add a handler to this template yet, or null. Set when
+                  C(default_runtime_name) is a placeholder and the containerd reading the template replaces its built-in
+                  runtimes with the file's (1.x, or unknown because MicroK8s is not installed); setting the handler as
+                  default avoids it.
               type: str
         engine:
           description: Kind of the engine to configure, or null when none was found.

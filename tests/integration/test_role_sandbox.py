@@ -499,13 +499,6 @@ def test_crio_dropin_and_toolkit_runtimes(tmp_path):
     assert recap(out)["changed"] == 0
 
 
-def test_microk8s_is_refused_clearly(tmp_path):
-    ev = base_vars(tmp_path)
-    ev["nvidia_runtime_engine"] = "microk8s"
-    rc, out, err, dummy = run_role(tmp_path, ev)
-    assert rc != 0 and "MicroK8s is not supported yet" in out + err
-
-
 def test_fresh_node_defaults_do_nothing(tmp_path):
     """This machine has no GPU and no container runtime: with the defaults (engine auto, driver auto) the role
     configures nothing and says why. Only the package steps are off (they would reach NVIDIA's hosts)."""

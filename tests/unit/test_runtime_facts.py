@@ -549,6 +549,83 @@ def test_microk8s(tree):
     assert e["default_runtime"] == "${RUNTIME}"
     assert e["socket"] == "/var/snap/microk8s/common/run/containerd.sock"
 
+    assert e["placeholders"] == ["${RUNTIME_TYPE}", "${RUNTIME}", "${SNAPSHOTTER}", "${SNAP_DATA}"]
+    assert e["reuse_handler"] == "nvidia-container-runtime"   # MicroK8s' own handler is reused, not doubled
+    assert e["placeholder_values"]["${SNAP_DATA}"] == "/var/snap/microk8s/current"
+    assert e["placeholder_values"]["${RUNTIME}"] == "runc"
+    assert e["copy_options_from"] == "runc"   # what ${RUNTIME} renders to: the module cannot resolve it
+    assert e["edit_problem"] is None   # its containerd is there but not run (another root): the module reads it
+
+
+def _microk8s_containerd(version):
+    out = "containerd github.com/containerd/containerd/v2 v%s 0123abc\n" % version
+    return dict(run_binaries=True, query_units=False, runner=lambda argv: (0, out if argv[-1] == "--version" else "", ""))
+
+
+@pytest.mark.parametrize("version, problem", [("2.1.3", False), ("1.7.27", True), (None, True)])  # None: not installed
+def test_microk8s_edit_problem_follows_the_bundled_containerd(tree, version, problem):
+    """A ${RUNTIME} default: containerd 1.x (or unknown: MicroK8s absent) replaces its built-in runtimes with the
+    file's, so the module would add a table named "${RUNTIME}" that the snap renders into a second runc table."""
+    faketree.microk8s(tree, "v1.33.0")
+    if version is None:
+        tree.p("/snap/microk8s/6750/bin/containerd").unlink()
+    f, dummy = gather(tree, **_microk8s_containerd(version or "0"))
+    e = f["engines"]["microk8s"]
+    assert e["version"] == version
+    assert (e["edit_problem"] is not None) is problem
+    if problem:
+        assert "${RUNTIME}" in e["edit_problem"] and "nvidia_runtime_set_as_default" in e["edit_problem"]
+
+
+def test_microk8s_without_a_gpu_handler_and_the_gpu_lock(tree):
+    faketree.microk8s(tree)
+    path = "/var/snap/microk8s/6750/args/containerd-template.toml"
+    text = tree.p(path).read_text()
+    tree.file(path, text[:text.index('    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia-container-runtime]')])
+    tree.file("/var/snap/microk8s/6750/var/lock/gpu", "")
+    e = gather(tree)[0]["engines"]["microk8s"]
+    assert e["reuse_handler"] is None and e["nvidia_runtimes"] == []
+    assert e["placeholder_values"]["${RUNTIME}"] == "nvidia-container-runtime"   # the old GPU addon's switch
+    assert e["copy_options_from"] == "runc"   # never an nvidia handler
+
+
+def test_microk8s_plain_default_leaves_the_copy_source_to_the_module(tree):
+    faketree.microk8s(tree)
+    path = "/var/snap/microk8s/6750/args/containerd-template.toml"
+    tree.file(path, tree.p(path).read_text().replace('"${RUNTIME}"', '"runc"'))
+    e = gather(tree)[0]["engines"]["microk8s"]
+    assert e["copy_options_from"] is None and e["edit_problem"] is None and e["default_runtime"] == "runc"
+
+
+def test_microk8s_handler_made_default_still_copies_runc(tree):
+    """After a run with nvidia_runtime_set_as_default the default names the handler: the module's own choice would
+    be the replaced ${RUNTIME}, which it cannot resolve, so runc (what that renders to) is still given."""
+    faketree.microk8s(tree)
+    path = "/var/snap/microk8s/6750/args/containerd-template.toml"
+    tree.file(path, tree.p(path).read_text().replace(
+        '"${RUNTIME}"', '"nvidia-container-runtime"  # gpuops.nvidia: replaced "${RUNTIME}"'))
+    e = gather(tree)[0]["engines"]["microk8s"]
+    assert e["default_runtime"] == "nvidia-container-runtime" and e["copy_options_from"] == "runc"
+
+
+@pytest.mark.parametrize("binaries, expected", [
+    ({"nvidia-container-runtime": "nvidia-container-runtime", "nvidia": "/usr/bin/nvidia-container-runtime"},
+     "nvidia-container-runtime"),
+    ({"nvidia": "/usr/local/nvidia/toolkit/nvidia-container-runtime"}, "nvidia"),
+    ({"nvidia-cdi": "/usr/bin/nvidia-container-runtime.cdi"}, None),
+    ({"nvidia-x": None}, None),
+    (None, None),
+])
+def test_reuse_handler(binaries, expected):
+    assert facts.reuse_handler(binaries) == expected
+
+
+def test_render_microk8s_is_plain_substitution():
+    values = facts.microk8s_values()
+    text = 'a = "${SNAP}/x"\nb = "${SNAP_DATA}/y"\nc = "${SNAP_COMMON}" # ${RUNTIME}\nd = "${UNKNOWN}"\n'
+    assert facts.render_microk8s(text, values) == ('a = "/snap/microk8s/current/x"\nb = "/var/snap/microk8s/current/y"\n'
+                                                   'c = "/var/snap/microk8s/common" # runc\nd = "${UNKNOWN}"\n')
+
 
 def test_crio(tree):
     faketree.crio(tree)
