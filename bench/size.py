@@ -73,7 +73,7 @@ def commented(text: str, comments: int = 10000) -> str:
     per, extra = divmod(comments, len(lines))
     out, k = [], 0
     for i, line in enumerate(lines):
-        for _ in range(per + (1 if i < extra else 0)):
+        for _line in range(per + (1 if i < extra else 0)):
             out.append("# comment line %d: the quick brown fox jumps over the lazy dog\n" % k)
             k += 1
         out.append(line)

@@ -231,11 +231,11 @@ _is_content = is_content
 # A line lexer, just enough to know which lines start outside any value (so a key line, a header or
 # a comment can start there) and where a comment starts: strings, comments and brackets only. It runs
 # on text that parsed, so it need not find errors.
-_TOKEN_RE = re.compile(r'"""|' r"'''|" r'"(?:[^"\\\n]|\\.)*"|' r"'[^'\n]*'|#|[\[\]{}]")
+_TOKEN_RE = re.compile(r'"""|' + r"'''|" + r'"(?:[^"\\\n]|\\.)*"|' + r"'[^'\n]*'|#|[\[\]{}]")
 _ML_BASIC, _ML_LITERAL = '"' * 3, "'" * 3
 _ML_END = {
     _ML_BASIC: re.compile(r'(?:[^"\\]|\\[\s\S]|"(?!""))*""""{0,2}'),
-    _ML_LITERAL: re.compile(r"(?:[^']|'(?!''))*'''" r"'{0,2}"),
+    _ML_LITERAL: re.compile(r"(?:[^']|'(?!''))*'''" + r"'{0,2}"),
 }
 
 
@@ -291,7 +291,7 @@ class Header(object):
         return None
 
 
-_OPENER_RE = re.compile(r'"""|' r"'''|[\[{]")
+_OPENER_RE = re.compile(r'"""|' + r"'''|[\[{]")
 
 
 def _scan_headers(lines, data, name):

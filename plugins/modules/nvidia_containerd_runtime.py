@@ -186,7 +186,7 @@ notes:
     changes nothing; it removes handler tables it added, restores tables it patched, and never leaves the
     default pointing at a removed handler. A handler table named O(runtime_name) that it never wrote stays,
     with a warning that containerd still loads it. A handler written as dotted keys or an inline table
-    cannot be handled safely: that is an error.
+    cannot be handled safely, and is an error.
   - A main config the module had to create (none existed) starts with a comment saying so, and
     O(state=absent) deletes it again unless something else was added to it.
 seealso:

@@ -46,7 +46,7 @@ def fill(disk, leave):
     filler = disk / "filler"
     chunk = b"\0" * (64 * KIB)
     with open(filler, "wb") as f:
-        for _ in range(10000):   # bounded: 1 MiB fills in 16
+        for _chunk in range(10000):   # bounded: 1 MiB fills in 16
             try:
                 f.write(chunk)
                 f.flush()

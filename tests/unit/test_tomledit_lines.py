@@ -291,7 +291,7 @@ def _doc(draw):
             raw = t + ('."q]#.x"' if quoted else "")
             headers.append((len(out), (t, "q]#.x") if quoted else (t,)))
             out.append("[" + raw + "]" + draw(st.sampled_from(["", "  # [h]", " #\u2028"])))
-        for _ in range(draw(st.integers(0, 4))):
+        for _line in range(draw(st.integers(0, 4))):
             if draw(st.booleans()):
                 out.append(draw(st.sampled_from(["# a [comment] \"\"\" '''", "", "  # x = 1", "#\u2029"])))
                 continue
