@@ -42,8 +42,9 @@ import stat
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (
     VARIANT_SUFFIX, EngineError, FileChange, Plan, check_names, default_runner, get_in, handler_binaries, handler_names,
-    layout_for, prune_zero, read_binary_version, read_text, require_tables, runtime_headers, which,
+    layout_for, pick_source, prune_zero, read_binary_version, read_text, require_tables, runtime_headers, which,
 )
+from ansible_collections.gpuops.nvidia.plugins.module_utils import service
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
     Editor, TomlEditError, TomlText, detect_step, load,
 )
@@ -58,6 +59,7 @@ DROP_IN_HEADER = (MANAGED + ": NVIDIA runtime handlers for CRI-O.\n"
 # keys of the copied table that would make CRI-O ignore our runtime_path
 NOT_COPIED = ("inherit_default_runtime", "platform_runtime_paths")
 RELOAD_SINCE = (1, 26, 0)        # SIGHUP reloads runtime handlers and default_runtime (but see RESTART_FOR)
+RELOAD_WAIT = 15    # seconds for a reload to show in `crio status config` before restart: auto restarts
 # The restart rule. cri-o/cri-o#10202 (open; seen on a live 1.36.3): SIGHUP updates the configuration that
 # `Status` and `crio status config` report, not the runtime map RunPodSandbox uses. After a reload a new
 # or changed handler is listed but pods get "failed to find runtime handler", and pods without a handler
@@ -607,20 +609,11 @@ def plan(opts, runner=default_runner, crio_version=None):
     base = files_view(config, cdir, builtin, cleaned, version=version)
 
     # the effective configuration, from the first source that works
-    errors = []
-    running = None
-    for src in opts["config_source"]:
-        try:
-            if src == "command":
-                running = read_running(binpath, opts, runner)
-            elif src != "file":
-                raise EngineError("config_source: unknown source %r" % src)
-            p.source = src
-            break
-        except (EngineError, TomlEditError) as e:
-            errors.append("%s: %s" % (src, e))
-    if p.source is None:
-        raise EngineError("could not read the effective config: " + "; ".join(errors))
+    # "file": no running config, the merged files (``base``) are the effective configuration
+    p.source, running = pick_source(opts["config_source"], {
+        "command": lambda: read_running(binpath, opts, runner),
+        "file": lambda: None,
+    })
     if running is not None:
         eff_default = get_in(running, RUNTIME + ("default_runtime",)) or builtin
         eff_runtimes = get_in(running, RT) or {}
@@ -802,4 +795,94 @@ def plan(opts, runner=default_runner, crio_version=None):
 
 __all__ = ["plan", "CrioPlan", "EngineError", "DEFAULTS", "DROP_IN_HEADER", "load_order", "merge_view", "files_view",
            "loaded_mismatch", "read_running", "status_argv", "backup_dir_for", "RELOAD_SINCE",
-           "RESTART_FOR", "BUILTIN_HANDLERS", "reload_is_not_enough", "restart_method"]
+           "RESTART_FOR", "BUILTIN_HANDLERS", "reload_is_not_enough", "restart_method", "Adapter"]
+
+
+# -- the module's part of the shared flow (_runtime_flow) -----------------------------------------------
+class CrioHealth(service.Health):
+    """The socket answers (the Restarter checks it) and ``crio status config`` reports what was planned
+    (after a rollback: only that it answers); without the binary only the socket counts."""
+
+    def __init__(self, p, binpath, socket_path, runner):
+        super(CrioHealth, self).__init__()
+        self.p, self.binpath, self.socket, self.runner = p, binpath, socket_path, runner
+
+    def check(self, expect):
+        if not self.binpath:
+            return True
+        rc, out, err = self.runner(status_argv(self.binpath, self.socket))
+        if rc != 0:
+            self.why = "crio status failed (rc=%s): %s" % (rc, (err or out).strip())
+            return False
+        if not expect:
+            return True
+        try:
+            running = load(out, "crio status config")
+        except TomlEditError as e:
+            self.why = str(e)
+            return False
+        self.why = loaded_mismatch(self.p, running)
+        return self.why is None
+
+
+class Adapter(service.RuntimeAdapter):
+    """nvidia_crio_runtime: backups and temp files outside config_dir, a restart a handler left out needs,
+    reload or restart (the restart rule, RESTART_FOR)."""
+
+    errors = (EngineError, TomlEditError)
+    outside = "config_dir"      # CRI-O loads every file in config_dir, hidden temp files and backups too
+
+    def plan(self, job):
+        return plan(dict((k, job.params[k]) for k in DEFAULTS), runner=job.run)
+
+    def result_fields(self, job):
+        p = job.plan
+        fields = dict(crio_version=p.version_string(), source=p.source, runtimes=p.runtimes,
+                      default_runtime=p.default_runtime)
+        if p.low_level_runtime is not None:
+            fields["low_level_runtime"] = p.low_level_runtime
+        return fields
+
+    def pending(self, job):
+        # nothing to write, but the running CRI-O left out a handler its files define (the restart rule)
+        p, mode = job.plan, job.params["restart"]
+        pending = p.restart_pending and mode != "none"
+        if p.restart_pending and not pending:
+            job.warn("%s; restart CRI-O (restart: none)" % p.restart_reason)
+        if pending and job.check_mode:       # what the real run does: restart (auto: only an active unit)
+            job.result["changed"] = mode != "auto" or service.unit_active(job.run, job.params["service"])
+        return pending
+
+    def backup_dir(self, job):
+        return job.plan.backup_dir
+
+    def reload_cmd(self, params):
+        return ["systemctl", "reload", params["service"]]
+
+    def health(self, job):
+        return CrioHealth(job.plan, which(job.params["crio_path"]), job.params["socket"], job.run)
+
+    def decide(self, job, restarter, health):
+        mode, sock, svc, p = job.params["restart"], job.params["socket"], job.params["service"], job.plan
+        if mode == "none":
+            return None
+        if mode == "auto" and not service.unit_active(job.run, svc):
+            if service.socket_answers(sock):
+                job.warn("CRI-O answers on %s but the systemd unit %s is not active: %s it yourself for the "
+                         "change to take effect%s" % (sock, svc, "restart" if p.restart_reason else "reload (SIGHUP) or restart",
+                                                      " (%s)" % p.restart_reason if p.restart_reason else ""))
+            return None
+        version = p.crio_version
+        can_reload = bool(health.binpath) and version is not None and version >= RELOAD_SINCE
+        method, warning = restart_method(mode, p, can_reload)
+        if warning:
+            job.warn(warning)
+        if not health.binpath:
+            job.warn("crio not found at %r: health after the %s is judged by the socket only" % (job.params["crio_path"], method))
+        return method
+
+    def restart(self, job, restarter, method, health):
+        if method == "reload" and job.params["restart"] == "auto":
+            return restarter.reload_or_restart(RELOAD_WAIT, lambda: health.why)
+        restarter.restart(method)
+        return method
