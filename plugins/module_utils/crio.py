@@ -557,6 +557,20 @@ def _options(opts):
     return o
 
 
+class _Read(object):
+    """Everything CRI-O reads, and the configuration without us (our marked edits undone, our drop-ins out)."""
+
+    def __init__(self):
+        self.main_text = None
+        self.dir_paths = []
+        self.dir_texts = {}
+        self.managed = []         # our drop-ins in config_dir (any name)
+        self.drop_text = None
+        self.foreign_drop = False  # drop_in exists without our header: edited like a shared file
+        self.cleaned = {}         # path -> text without us (None: left out)
+        self.base = None          # files_view of the configuration without us
+
+
 def plan(opts, runner=default_runner, crio_version=None):
     """Compute the changes for ``opts`` (see DEFAULTS). Raises EngineError/TomlEditError on bad input.
 
@@ -566,13 +580,29 @@ def plan(opts, runner=default_runner, crio_version=None):
     check_paths(opts)
     present = opts["state"] == "present"
     ours = handler_names(opts)
-    binaries = handler_binaries(opts)
-    config, cdir, drop = opts["config"], opts["config_dir"], opts["drop_in"]
     p = CrioPlan()
-    p.main_path = config
+    p.main_path = opts["config"]
     p.backup_dir = backup_dir_for(opts)
-
     binpath = which(opts["crio_path"])
+    _plan_version(p, binpath, runner, crio_version)
+    builtin = builtin_default(p.crio_version)
+    r = _plan_read(p, opts, builtin)
+    running, eff_default, eff_runtimes = _plan_effective(p, opts, r.base, binpath, runner, ours, builtin)
+    src_name, source = _plan_copied(p, opts, r.base, running, eff_default, eff_runtimes, ours, builtin, present)
+    tables = _plan_tables(p, opts, r.base, src_name, source, ours, present)
+    p.files = _plan_edits(opts, r, tables, present)
+    after = _plan_after(p, opts, builtin, tables, ours, present)
+    p.runtimes = ours if present else []
+    p.default_runtime = after.default
+    p.low_level_runtime = (source.get("runtime_path") or src_name) if present else None
+    p.expected = dict((n, get_in(after.runtimes, (n, "runtime_path")) if n in after.runtimes else None) for n in ours)
+    p.expect_default = after.default if present and opts["set_as_default"] else None
+    _plan_restart_rule(p, opts, builtin, after, running, ours, present)
+    return p
+
+
+def _plan_version(p, binpath, runner, crio_version):
+    """The CRI-O version: the binary's, else ``crio_version``."""
     version = crio_version
     if binpath:
         try:
@@ -580,51 +610,59 @@ def plan(opts, runner=default_runner, crio_version=None):
         except EngineError as e:
             p.warnings.append("cannot tell the CRI-O version: %s" % e)
     p.crio_version = version
-    builtin = builtin_default(version)
 
-    # everything CRI-O reads (parse errors name the file and line)
-    main_text = read_text(config)
-    TomlText(main_text or "", config)
-    dir_paths = load_order(cdir)
-    dir_texts = {}
-    for path in dir_paths:
-        dir_texts[path] = read_loaded(path)
-        load(dir_texts[path], path)
-    managed = [path for path in dir_paths if is_managed(dir_texts[path])]
-    drop_text = read_text(drop) if drop else None
-    foreign_drop = drop_text is not None and not is_managed(drop_text)
-    for path in dir_paths:
+
+def _plan_read(p, opts, builtin):
+    """Everything CRI-O reads (parse errors name the file and line), and the configuration without us."""
+    config, cdir, drop = opts["config"], opts["config_dir"], opts["drop_in"]
+    r = _Read()
+    r.main_text = read_text(config)
+    TomlText(r.main_text or "", config)
+    r.dir_paths = load_order(cdir)
+    for path in r.dir_paths:
+        r.dir_texts[path] = read_loaded(path)
+        load(r.dir_texts[path], path)
+    r.managed = [path for path in r.dir_paths if is_managed(r.dir_texts[path])]
+    r.drop_text = read_text(drop) if drop else None
+    r.foreign_drop = r.drop_text is not None and not is_managed(r.drop_text)
+    for path in r.dir_paths:
         if BACKUP_RE.search(os.path.basename(path)):
             p.warnings.append("%s looks like a backup, but CRI-O loads every file in %s as configuration; move it "
                               "elsewhere" % (path, cdir))
 
     # the configuration without us: our marked edits undone, our own drop-ins left out
-    cleaned = {}
-    if main_text is not None:
-        cleaned[config] = unpatch(Editor(main_text, config), opts, only_marked=True)
-    if foreign_drop:
-        cleaned[drop] = unpatch(Editor(drop_text, drop), opts, only_marked=True)
-    for path in managed:
-        cleaned[path] = None
-    base = files_view(config, cdir, builtin, cleaned, version=version)
+    if r.main_text is not None:
+        r.cleaned[config] = unpatch(Editor(r.main_text, config), opts, only_marked=True)
+    if r.foreign_drop:
+        r.cleaned[drop] = unpatch(Editor(r.drop_text, drop), opts, only_marked=True)
+    for path in r.managed:
+        r.cleaned[path] = None
+    r.base = files_view(config, cdir, builtin, r.cleaned, version=p.crio_version)
+    return r
 
-    # the effective configuration, from the first source that works
+
+def _plan_effective(p, opts, base, binpath, runner, ours, builtin):
+    """The effective configuration, from the first source that works: (running config or None, its
+    default runtime, its runtimes)."""
     # "file": no running config, the merged files (``base``) are the effective configuration
     p.source, running = pick_source(opts["config_source"], {
         "command": lambda: read_running(binpath, opts, runner),
         "file": lambda: None,
     })
-    if running is not None:
-        eff_default = get_in(running, RUNTIME + ("default_runtime",)) or builtin
-        eff_runtimes = get_in(running, RT) or {}
-        if base.default not in ours and eff_default not in ours and eff_default != base.default:
-            p.warnings.append("the running CRI-O uses default_runtime %r but its files say %r (set by %s): flags, or "
-                              "files changed without a reload; the handler copies %r"
-                              % (eff_default, base.default, base.default_origin, eff_default))
-    else:
-        eff_default, eff_runtimes = base.default, base.runtimes
+    if running is None:
+        return None, base.default, base.runtimes
+    eff_default = get_in(running, RUNTIME + ("default_runtime",)) or builtin
+    eff_runtimes = get_in(running, RT) or {}
+    if base.default not in ours and eff_default not in ours and eff_default != base.default:
+        p.warnings.append("the running CRI-O uses default_runtime %r but its files say %r (set by %s): flags, or "
+                          "files changed without a reload; the handler copies %r"
+                          % (eff_default, base.default, base.default_origin, eff_default))
+    return running, eff_default, eff_runtimes
 
-    # the runtime the handlers copy
+
+def _plan_copied(p, opts, base, running, eff_default, eff_runtimes, ours, builtin, present):
+    """The runtime the handlers copy: (its name, its table)."""
+    version = p.crio_version
     known = set(base.runtimes) | set(eff_runtimes)
     want = opts["copy_options_from"]
     if want:
@@ -662,8 +700,12 @@ def plan(opts, runner=default_runner, crio_version=None):
         raise EngineError("the handlers would copy %s, a VM runtime (runtime_type = \"vm\"); the NVIDIA runtime is an "
                           "OCI runtime: set copy_options_from to an OCI runtime such as crun or runc" % src_name)
     p.copied_from = src_name
+    return src_name, source
 
-    # the handler tables: an existing one (as its owner set it, in the files without us) is kept, else a copy
+
+def _plan_tables(p, opts, base, src_name, source, ours, present):
+    """The handler tables: an existing one (as its owner set it, in the files without us) is kept, else a copy."""
+    binaries = handler_binaries(opts)
     others = {}                                          # runtime_root -> the other runtimes keeping state there
     for rname, t in sorted(base.runtimes.items()):
         if rname not in ours and isinstance(t, dict) and t.get("runtime_root"):
@@ -697,41 +739,48 @@ def plan(opts, runner=default_runner, crio_version=None):
             if root in others:
                 raise EngineError("runtime_root %s of the %s handler is already the state folder of the %s runtime "
                                   "(%s); set runtime_root" % (root, name, others[root][0], base.origin.get(others[root][0])))
+    return tables
 
-    # the edits
+
+def _plan_edits(opts, r, tables, present):
+    """The file changes, in write order."""
+    config, drop = opts["config"], opts["drop_in"]
     files = []
     if drop:
-        if main_text is not None and cleaned[config] != main_text:      # an earlier in-place run
-            files.append(FileChange(config, main_text, cleaned[config]))
-        if foreign_drop:
-            ed = Editor(drop_text, drop)
+        if r.main_text is not None and r.cleaned[config] != r.main_text:      # an earlier in-place run
+            files.append(FileChange(config, r.main_text, r.cleaned[config]))
+        if r.foreign_drop:
+            ed = Editor(r.drop_text, drop)
             if present:
                 patch(ed, opts, tables)
             else:
                 unpatch(ed, opts)
-            files.insert(0, FileChange(drop, drop_text, ed.text))
+            files.insert(0, FileChange(drop, r.drop_text, ed.text))
         else:
-            change = FileChange(drop, drop_text, render_drop_in(opts, tables) if present else None)
+            change = FileChange(drop, r.drop_text, render_drop_in(opts, tables) if present else None)
             files.insert(0 if present else len(files), change)
     else:
-        ed = Editor(main_text or "", config)
+        ed = Editor(r.main_text or "", config)
         if present:
             patch(ed, opts, tables)
         else:
             unpatch(ed, opts)
         after = ed.text
-        if not after.strip() and (main_text is None or main_text.strip() != after.strip()):
+        if not after.strip() and (r.main_text is None or r.main_text.strip() != after.strip()):
             after = None        # nothing left of a file we created: remove it again
-        files.append(FileChange(config, main_text, after))
-    for path in managed:                                # our drop-ins under other names (drop_in renamed)
+        files.append(FileChange(config, r.main_text, after))
+    for path in r.managed:                                # our drop-ins under other names (drop_in renamed)
         if path != drop:
-            files.append(FileChange(path, dir_texts[path], None))
-    p.files = files
+            files.append(FileChange(path, r.dir_texts[path], None))
+    return files
 
-    # what CRI-O will load after the change, and whether we win
-    override = dict((f.path, f.after) for f in files)
+
+def _plan_after(p, opts, builtin, tables, ours, present):
+    """What CRI-O will load after the change, and whether we win (else an error naming the file)."""
+    config, cdir, drop = opts["config"], opts["config_dir"], opts["drop_in"]
+    override = dict((f.path, f.after) for f in p.files)
     extra = [drop] if drop and override.get(drop) is not None else []
-    after = files_view(config, cdir, builtin, override, extra, version)
+    after = files_view(config, cdir, builtin, override, extra, p.crio_version)
     p.after = after
     target = drop or config
     if present:
@@ -767,22 +816,21 @@ def plan(opts, runner=default_runner, crio_version=None):
                 "definition replaces it; let one tool own the handler (e.g. the GPU Operator with toolkit.enabled=false)"
                 % (path, ", ".join(names), target))
     if present:
+        binaries = handler_binaries(opts)
         for name in ours:
             if not os.path.exists(binaries[name]):
                 p.warnings.append("%s does not exist on this node: CRI-O checks runtime_path when it starts or reloads "
                                   "and refuses a handler whose binary is missing" % binaries[name])
+    return after
 
-    p.runtimes = ours if present else []
-    p.default_runtime = after.default
-    p.low_level_runtime = (source.get("runtime_path") or src_name) if present else None
-    p.expected = dict((n, get_in(after.runtimes, (n, "runtime_path")) if n in after.runtimes else None) for n in ours)
-    p.expect_default = after.default if present and opts["set_as_default"] else None
 
-    # reload or restart (the restart rule); a handler the running CRI-O left out although nothing changes
+def _plan_restart_rule(p, opts, builtin, after, running, ours, present):
+    """Reload or restart (the restart rule); a handler the running CRI-O left out although nothing changes."""
     if p.changed:
-        current = files_view(config, cdir, builtin, version=version)
+        current = files_view(opts["config"], opts["config_dir"], builtin, version=p.crio_version)
         p.restart_reason = reload_is_not_enough(current.data, after.data)
     elif present and running is not None:
+        binaries = handler_binaries(opts)
         missing = [n for n in ours if os.path.exists(binaries[n])
                    and get_in(running, RT + (n, "runtime_path")) != p.expected.get(n)]
         if missing:
@@ -790,7 +838,6 @@ def plan(opts, runner=default_runner, crio_version=None):
             p.restart_reason = ("the files define %s but the running CRI-O does not use %s (its binary was missing when "
                                 "CRI-O started?): only a restart applies it, a reload is not enough (%s)"
                                 % (", ".join(missing), "it" if len(missing) == 1 else "them", RESTART_BUG))
-    return p
 
 
 __all__ = ["plan", "CrioPlan", "EngineError", "DEFAULTS", "DROP_IN_HEADER", "load_order", "merge_view", "files_view",
@@ -830,6 +877,7 @@ class Adapter(service.RuntimeAdapter):
     reload or restart (the restart rule, RESTART_FOR)."""
 
     errors = (EngineError, TomlEditError)
+    requires_tomlkit = True
     outside = "config_dir"      # CRI-O loads every file in config_dir, hidden temp files and backups too
 
     def plan(self, job):
