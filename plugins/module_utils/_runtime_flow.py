@@ -18,7 +18,23 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service
-from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import TOMLKIT_IMPORT_ERROR
+from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import HAS_TOMLKIT, TOMLKIT_IMPORT_ERROR
+
+
+def argument_spec(**own):
+    """The options every runtime module has, with the module's ``own`` options (documented per module)."""
+    spec = dict(
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        runtime_name=dict(type="str", default="nvidia"),
+        runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
+        variants=dict(type="list", elements="str", default=[], choices=["cdi", "legacy"]),
+        set_as_default=dict(type="bool", default=False),
+        backup=dict(type="bool", default=False),
+        restart_timeout=dict(type="int", default=60),
+        lock_timeout=dict(type="int", default=fileops.LOCK_TIMEOUT),
+    )
+    spec.update(own)
+    return spec
 
 
 class _Job(object):
@@ -46,8 +62,9 @@ class _Job(object):
 
 
 def run(module, adapter_class):
-    """Run the module: ``adapter_class`` None means the engine could not be imported (no tomlkit)."""
-    if adapter_class is None:
+    """Run the module with the engine's ``adapter_class`` (a service.RuntimeAdapter); ``module`` is
+    built from :func:`argument_spec`."""
+    if adapter_class.requires_tomlkit and not HAS_TOMLKIT:
         module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
     job = _Job(module, adapter_class())
     if module.check_mode:   # reads only: no lock needed

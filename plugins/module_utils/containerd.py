@@ -970,6 +970,7 @@ class Adapter(service.RuntimeAdapter):
     """nvidia_containerd_runtime: validation with ``containerd config dump``, ``restart: signal``, CRI health."""
 
     errors = (EngineError, TomlEditError)
+    requires_tomlkit = True
 
     def _opts(self, params):
         opts = dict((k, params[k]) for k in DEFAULTS)

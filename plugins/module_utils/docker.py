@@ -40,7 +40,7 @@ from collections import OrderedDict
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (
-    EngineError, FileChange, Plan, handler_binaries, handler_names, parse_version, read_text, which,
+    EngineError, FileChange, Plan, handler_binaries, handler_names, read_binary_version, read_text, which,
 )
 
 __all__ = ["DEFAULTS", "EngineError", "plan", "validate", "dockerd_version", "can_validate", "daemon_info",
@@ -647,15 +647,8 @@ def _absent(text, top, o, record, warnings):
 # validation with the real dockerd
 # ---------------------------------------------------------------------------------------------------
 
-def dockerd_version(path, runner):
-    """(major, minor, patch) of ``dockerd --version`` ("Docker version 26.1.5+dfsg1, build ...")."""
-    rc, out, err = runner([path, "--version"])
-    if rc != 0:
-        raise EngineError("%s --version failed (rc=%s): %s" % (path, rc, (err or out).strip()))
-    v = parse_version(out)
-    if v is None:
-        raise EngineError("cannot read a version from %r" % out.strip())
-    return v
+# (major, minor, patch) of ``dockerd --version`` ("Docker version 26.1.5+dfsg1, build ...")
+dockerd_version = read_binary_version
 
 
 def can_validate(version):

@@ -206,6 +206,7 @@ class RuntimeAdapter(object):
     """
 
     errors = ()               # the engine's bad-input errors: the module fails with their text
+    requires_tomlkit = False  # the module fails with Ansible's missing_required_lib message without it
     outside = None            # params key of a folder no temp file or backup may go into (CRI-O)
 
     def lock_paths(self, params):

@@ -186,7 +186,7 @@ notes:
     changes nothing; it removes handler tables it added, restores tables it patched, and never leaves the
     default pointing at a removed handler. A handler table named O(runtime_name) that it never wrote stays,
     with a warning that containerd still loads it. A handler written as dotted keys or an inline table
-    cannot be handled safely: that is an error.
+    cannot be handled safely; that is an error.
   - A main config the module had to create (none existed) starts with a comment saying so, and
     O(state=absent) deletes it again unless something else was added to it.
 seealso:
@@ -303,19 +303,13 @@ backup_files:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
-from ansible_collections.gpuops.nvidia.plugins.module_utils._runtime_flow import run
-from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import HAS_TOMLKIT
-
-Adapter = None
-if HAS_TOMLKIT:
-    from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import Adapter
+from ansible_collections.gpuops.nvidia.plugins.module_utils._runtime_flow import argument_spec, run
+from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import Adapter
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", default="present", choices=["present", "absent"]),
+        argument_spec=argument_spec(
             config=dict(type="path", default="/etc/containerd/config.toml"),
             drop_in=dict(type="path"),
             manage_imports=dict(type="bool", default=True),
@@ -324,22 +318,15 @@ def main():
             config_version=dict(type="str", default="auto", choices=["auto", "1", "2", "3", "4"]),
             layout=dict(type="str", choices=["auto", "in_place", "drop_in"]),
             k0s_version=dict(type="str"),
-            runtime_name=dict(type="str", default="nvidia"),
-            runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
             runtime_type=dict(type="str", default="io.containerd.runc.v2"),
-            variants=dict(type="list", elements="str", default=[], choices=["cdi", "legacy"]),
-            set_as_default=dict(type="bool", default=False),
             enable_cdi=dict(type="bool", default=False),
             cdi_spec_dirs=dict(type="list", elements="path"),
             copy_options_from=dict(type="str"),
             enable_cri=dict(type="bool", default=False),
             validate=dict(type="bool", default=True),
-            backup=dict(type="bool", default=False),
             restart=dict(type="str", default="auto", choices=["auto", "systemd", "signal", "none"]),
             service=dict(type="str", default="containerd"),
             socket=dict(type="path", default="/run/containerd/containerd.sock"),
-            restart_timeout=dict(type="int", default=60),
-            lock_timeout=dict(type="int", default=fileops.LOCK_TIMEOUT),
         ),
         supports_check_mode=True,
     )

@@ -276,38 +276,25 @@ backup_files:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
-from ansible_collections.gpuops.nvidia.plugins.module_utils._runtime_flow import run
-from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import HAS_TOMLKIT
-
-Adapter = None
-if HAS_TOMLKIT:
-    from ansible_collections.gpuops.nvidia.plugins.module_utils.crio import Adapter
+from ansible_collections.gpuops.nvidia.plugins.module_utils._runtime_flow import argument_spec, run
+from ansible_collections.gpuops.nvidia.plugins.module_utils.crio import Adapter
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", default="present", choices=["present", "absent"]),
+        argument_spec=argument_spec(
             config=dict(type="path", default="/etc/crio/crio.conf"),
             drop_in=dict(type="path", default="/etc/crio/crio.conf.d/99-nvidia.toml"),
             config_dir=dict(type="path", default="/etc/crio/crio.conf.d"),
             config_source=dict(type="list", elements="str", default=["command", "file"], choices=["command", "file"]),
             crio_path=dict(type="str", default="crio"),
-            runtime_name=dict(type="str", default="nvidia"),
-            runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
             runtime_type=dict(type="str", default="oci"),
             runtime_root=dict(type="path"),
-            variants=dict(type="list", elements="str", default=[], choices=["cdi", "legacy"]),
-            set_as_default=dict(type="bool", default=False),
             copy_options_from=dict(type="str"),
-            backup=dict(type="bool", default=False),
             backup_dir=dict(type="path"),
             restart=dict(type="str", default="auto", choices=["auto", "reload", "systemd", "none"]),
             service=dict(type="str", default="crio"),
             socket=dict(type="path", default="/var/run/crio/crio.sock"),
-            restart_timeout=dict(type="int", default=60),
-            lock_timeout=dict(type="int", default=fileops.LOCK_TIMEOUT),
         ),
         supports_check_mode=True,
     )

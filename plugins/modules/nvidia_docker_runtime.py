@@ -228,30 +228,21 @@ backup_files:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
-from ansible_collections.gpuops.nvidia.plugins.module_utils._runtime_flow import run
+from ansible_collections.gpuops.nvidia.plugins.module_utils._runtime_flow import argument_spec, run
 from ansible_collections.gpuops.nvidia.plugins.module_utils.docker import Adapter
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", default="present", choices=["present", "absent"]),
+        argument_spec=argument_spec(
             config=dict(type="path", default="/etc/docker/daemon.json"),
-            runtime_name=dict(type="str", default="nvidia"),
-            runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
             runtime_args=dict(type="list", elements="str"),
-            variants=dict(type="list", elements="str", default=[], choices=["cdi", "legacy"]),
-            set_as_default=dict(type="bool", default=False),
             enable_cdi=dict(type="bool", default=False),
             dockerd_path=dict(type="str", default="dockerd"),
             validate=dict(type="bool", default=True),
-            backup=dict(type="bool", default=False),
             restart=dict(type="str", default="auto", choices=["auto", "systemd", "none"]),
             service=dict(type="str", default="docker"),
             socket=dict(type="path", default="/run/docker.sock"),
-            restart_timeout=dict(type="int", default=60),
-            lock_timeout=dict(type="int", default=fileops.LOCK_TIMEOUT),
         ),
         supports_check_mode=True,
     )
