@@ -17,7 +17,7 @@ import re
 import subprocess
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
-from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import detect_step
+from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import TomlEditError, detect_step
 
 VARIANT_SUFFIX = {"cdi": ".cdi", "legacy": ".legacy"}
 
@@ -122,6 +122,23 @@ def prune_zero(value):
         if not is_zero(v):
             out[k] = v
     return out
+
+
+def pick_source(sources, readers):
+    """The effective config from the first of ``sources`` (``config_source``) whose reader works.
+
+    ``readers`` maps each known source name to a callable returning what it read. Returns (name, value);
+    raises EngineError naming every source that failed and why.
+    """
+    errors = []
+    for src in sources:
+        try:
+            if src not in readers:
+                raise EngineError("config_source: unknown source %r" % src)
+            return src, readers[src]()
+        except (EngineError, TomlEditError) as e:
+            errors.append("%s: %s" % (src, e))
+    raise EngineError("could not read the effective config: " + "; ".join(errors))
 
 
 class Plan(object):

@@ -30,13 +30,13 @@ import os
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (  # noqa: F401 (re-exported)
     VARIANT_SUFFIX, EngineError, FileChange, Plan, check_names, deep_merge, default_runner, get_in, handler_binaries,
-    handler_names, is_zero, layout_for, parse_version, prune_zero, read_binary_version, read_text,
+    handler_names, is_zero, layout_for, parse_version, pick_source, prune_zero, read_binary_version, read_text,
     require_tables, runtime_headers, which,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (  # tomlkit: None when absent
     REPLACED, Editor, TomlEditError, TomlText, detect_step, load, tomlkit,
 )
-from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, versions
+from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service, versions
 from ansible_collections.gpuops.nvidia.plugins.module_utils.versions import CRI_PATHS, CRI_PLUGIN_IDS
 DROP_IN_HEADER = ("# Managed by Ansible (gpuops.nvidia.nvidia_containerd_runtime): NVIDIA runtime handlers.\n"
                   "# state=absent deletes this file. Local edits are overwritten.\n")
@@ -723,22 +723,16 @@ def _uncreated(ed, present):
 
 def _effective(opts, binpath, runner, config, main_text, main_data, version, rules):
     """The effective config, from the first source in ``config_source`` that works (without our drop-in)."""
-    errors = []
     own_drop = None
     if opts["drop_in"]:
         drop_text = read_text(opts["drop_in"])
         if drop_text is None or drop_text.startswith(DROP_IN_HEADER):
             own_drop = opts["drop_in"]
-    for src in opts["config_source"]:
-        try:
-            if src == "command":
-                return effective_from_command(opts, binpath, runner, config, main_text, own_drop)
-            if src == "file":
-                return effective_from_files(opts, version, main_data, config, rules, own_drop)
-            raise EngineError("config_source: unknown source %r" % src)
-        except (EngineError, TomlEditError) as e:
-            errors.append("%s: %s" % (src, e))
-    raise EngineError("could not read the effective config: " + "; ".join(errors))
+    _src, eff = pick_source(opts["config_source"], {
+        "command": lambda: effective_from_command(opts, binpath, runner, config, main_text, own_drop),
+        "file": lambda: effective_from_files(opts, version, main_data, config, rules, own_drop),
+    })
+    return eff
 
 
 def _plan_drop_in(p, ctx, opts, present, main_ed, main_text):
@@ -828,7 +822,7 @@ def _render_section(path, section):
 
 
 __all__ = ["plan", "validate", "ContainerdPlan", "Plan", "FileChange", "EngineError", "DEFAULTS", "CRI_PATHS",
-           "is_zero", "parse_version"]
+           "is_zero", "parse_version", "Adapter"]
 
 
 def validate(p, opts, binpath, runner=default_runner):
@@ -948,3 +942,77 @@ def cri_expected(p):
                 return True
             return not any(x in CRI_PLUGIN_IDS for x in data.get("disabled_plugins") or [])
     return True
+
+
+# -- the module's part of the shared flow (_runtime_flow) -----------------------------------------------
+class ContainerdHealth(service.Health):
+    """The socket answers (the Restarter checks it) and ``ctr plugins ls`` shows the CRI plugin ``ok``
+    (when the final config does not disable it); without ctr only the socket counts. The CRI check
+    stays after a rollback."""
+
+    def __init__(self, p, ctr, socket_path, runner):
+        super(ContainerdHealth, self).__init__()
+        self.p, self.ctr, self.socket, self.runner = p, ctr, socket_path, runner
+        self.expect_cri = cri_expected(p)
+
+    def check(self, expect):
+        if not self.ctr:
+            return True
+        status = cri_plugin_status(self.ctr, self.socket, runner=self.runner)
+        if status is None:
+            return False
+        if not self.expect_cri:
+            return True
+        return cri_healthy(status, self.p.rules)
+
+
+class Adapter(service.RuntimeAdapter):
+    """nvidia_containerd_runtime: validation with ``containerd config dump``, ``restart: signal``, CRI health."""
+
+    errors = (EngineError, TomlEditError)
+    requires_tomlkit = True
+
+    def _opts(self, params):
+        opts = dict((k, params[k]) for k in DEFAULTS)
+        opts["containerd_path"] = params["containerd_path"]
+        return opts
+
+    def plan(self, job):
+        return plan(self._opts(job.params), runner=job.run)
+
+    def result_fields(self, job):
+        p = job.plan
+        return dict(config_version=p.config_version, containerd_version=p.version_string(), layout=p.layout,
+                    cdi_supported=p.rules.cdi, source=p.source, runtimes=p.runtimes, default_runtime=p.default_runtime,
+                    low_level_runtime=p.low_level_runtime)
+
+    def validate(self, job):
+        params = job.params
+        if not params["validate"]:
+            return
+        binpath = which(params["containerd_path"])
+        if binpath:
+            validate(job.plan, self._opts(params), binpath, runner=job.run)
+        elif os.path.exists(params["config"]):
+            raise EngineError("containerd binary %r not found, so the new config cannot be validated and %s "
+                              "exists; install containerd first or set validate: false"
+                              % (params["containerd_path"], params["config"]))
+        else:
+            job.plan.warnings.append("validation skipped: containerd binary %r not found (bootstrap before the "
+                                     "runtime is installed)" % params["containerd_path"])
+
+    def before_write(self, job):
+        sock = job.params["socket"]
+        if job.params["restart"] == "signal" and not service.socket_answers(sock):
+            raise EngineError("restart: signal, but nothing listens on %s to signal; nothing was written (use "
+                              "restart: auto or none when containerd is not running)" % sock)
+
+    def health(self, job):
+        return ContainerdHealth(job.plan, ctr_for(which(job.params["containerd_path"])), job.params["socket"], job.run)
+
+    def decide(self, job, restarter, health):
+        method = restarter.decide()
+        if method is not None and not health.ctr:
+            job.warn("ctr not found beside %s or on PATH: health after restart is judged by the socket only"
+                     % job.params["containerd_path"])
+        return method

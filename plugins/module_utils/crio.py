@@ -42,8 +42,9 @@ import stat
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (
     VARIANT_SUFFIX, EngineError, FileChange, Plan, check_names, default_runner, get_in, handler_binaries, handler_names,
-    layout_for, prune_zero, read_binary_version, read_text, require_tables, runtime_headers, which,
+    layout_for, pick_source, prune_zero, read_binary_version, read_text, require_tables, runtime_headers, which,
 )
+from ansible_collections.gpuops.nvidia.plugins.module_utils import service
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
     Editor, TomlEditError, TomlText, detect_step, load,
 )
@@ -58,6 +59,7 @@ DROP_IN_HEADER = (MANAGED + ": NVIDIA runtime handlers for CRI-O.\n"
 # keys of the copied table that would make CRI-O ignore our runtime_path
 NOT_COPIED = ("inherit_default_runtime", "platform_runtime_paths")
 RELOAD_SINCE = (1, 26, 0)        # SIGHUP reloads runtime handlers and default_runtime (but see RESTART_FOR)
+RELOAD_WAIT = 15    # seconds for a reload to show in `crio status config` before restart: auto restarts
 # The restart rule. cri-o/cri-o#10202 (open; seen on a live 1.36.3): SIGHUP updates the configuration that
 # `Status` and `crio status config` report, not the runtime map RunPodSandbox uses. After a reload a new
 # or changed handler is listed but pods get "failed to find runtime handler", and pods without a handler
@@ -555,6 +557,20 @@ def _options(opts):
     return o
 
 
+class _Read(object):
+    """Everything CRI-O reads, and the configuration without us (our marked edits undone, our drop-ins out)."""
+
+    def __init__(self):
+        self.main_text = None
+        self.dir_paths = []
+        self.dir_texts = {}
+        self.managed = []         # our drop-ins in config_dir (any name)
+        self.drop_text = None
+        self.foreign_drop = False  # drop_in exists without our header: edited like a shared file
+        self.cleaned = {}         # path -> text without us (None: left out)
+        self.base = None          # files_view of the configuration without us
+
+
 def plan(opts, runner=default_runner, crio_version=None):
     """Compute the changes for ``opts`` (see DEFAULTS). Raises EngineError/TomlEditError on bad input.
 
@@ -564,13 +580,29 @@ def plan(opts, runner=default_runner, crio_version=None):
     check_paths(opts)
     present = opts["state"] == "present"
     ours = handler_names(opts)
-    binaries = handler_binaries(opts)
-    config, cdir, drop = opts["config"], opts["config_dir"], opts["drop_in"]
     p = CrioPlan()
-    p.main_path = config
+    p.main_path = opts["config"]
     p.backup_dir = backup_dir_for(opts)
-
     binpath = which(opts["crio_path"])
+    _plan_version(p, binpath, runner, crio_version)
+    builtin = builtin_default(p.crio_version)
+    r = _plan_read(p, opts, builtin)
+    running, eff_default, eff_runtimes = _plan_effective(p, opts, r.base, binpath, runner, ours, builtin)
+    src_name, source = _plan_copied(p, opts, r.base, running, eff_default, eff_runtimes, ours, builtin, present)
+    tables = _plan_tables(p, opts, r.base, src_name, source, ours, present)
+    p.files = _plan_edits(opts, r, tables, present)
+    after = _plan_after(p, opts, builtin, tables, ours, present)
+    p.runtimes = ours if present else []
+    p.default_runtime = after.default
+    p.low_level_runtime = (source.get("runtime_path") or src_name) if present else None
+    p.expected = dict((n, get_in(after.runtimes, (n, "runtime_path")) if n in after.runtimes else None) for n in ours)
+    p.expect_default = after.default if present and opts["set_as_default"] else None
+    _plan_restart_rule(p, opts, builtin, after, running, ours, present)
+    return p
+
+
+def _plan_version(p, binpath, runner, crio_version):
+    """The CRI-O version: the binary's, else ``crio_version``."""
     version = crio_version
     if binpath:
         try:
@@ -578,60 +610,59 @@ def plan(opts, runner=default_runner, crio_version=None):
         except EngineError as e:
             p.warnings.append("cannot tell the CRI-O version: %s" % e)
     p.crio_version = version
-    builtin = builtin_default(version)
 
-    # everything CRI-O reads (parse errors name the file and line)
-    main_text = read_text(config)
-    TomlText(main_text or "", config)
-    dir_paths = load_order(cdir)
-    dir_texts = {}
-    for path in dir_paths:
-        dir_texts[path] = read_loaded(path)
-        load(dir_texts[path], path)
-    managed = [path for path in dir_paths if is_managed(dir_texts[path])]
-    drop_text = read_text(drop) if drop else None
-    foreign_drop = drop_text is not None and not is_managed(drop_text)
-    for path in dir_paths:
+
+def _plan_read(p, opts, builtin):
+    """Everything CRI-O reads (parse errors name the file and line), and the configuration without us."""
+    config, cdir, drop = opts["config"], opts["config_dir"], opts["drop_in"]
+    r = _Read()
+    r.main_text = read_text(config)
+    TomlText(r.main_text or "", config)
+    r.dir_paths = load_order(cdir)
+    for path in r.dir_paths:
+        r.dir_texts[path] = read_loaded(path)
+        load(r.dir_texts[path], path)
+    r.managed = [path for path in r.dir_paths if is_managed(r.dir_texts[path])]
+    r.drop_text = read_text(drop) if drop else None
+    r.foreign_drop = r.drop_text is not None and not is_managed(r.drop_text)
+    for path in r.dir_paths:
         if BACKUP_RE.search(os.path.basename(path)):
             p.warnings.append("%s looks like a backup, but CRI-O loads every file in %s as configuration; move it "
                               "elsewhere" % (path, cdir))
 
     # the configuration without us: our marked edits undone, our own drop-ins left out
-    cleaned = {}
-    if main_text is not None:
-        cleaned[config] = unpatch(Editor(main_text, config), opts, only_marked=True)
-    if foreign_drop:
-        cleaned[drop] = unpatch(Editor(drop_text, drop), opts, only_marked=True)
-    for path in managed:
-        cleaned[path] = None
-    base = files_view(config, cdir, builtin, cleaned, version=version)
+    if r.main_text is not None:
+        r.cleaned[config] = unpatch(Editor(r.main_text, config), opts, only_marked=True)
+    if r.foreign_drop:
+        r.cleaned[drop] = unpatch(Editor(r.drop_text, drop), opts, only_marked=True)
+    for path in r.managed:
+        r.cleaned[path] = None
+    r.base = files_view(config, cdir, builtin, r.cleaned, version=p.crio_version)
+    return r
 
-    # the effective configuration, from the first source that works
-    errors = []
-    running = None
-    for src in opts["config_source"]:
-        try:
-            if src == "command":
-                running = read_running(binpath, opts, runner)
-            elif src != "file":
-                raise EngineError("config_source: unknown source %r" % src)
-            p.source = src
-            break
-        except (EngineError, TomlEditError) as e:
-            errors.append("%s: %s" % (src, e))
-    if p.source is None:
-        raise EngineError("could not read the effective config: " + "; ".join(errors))
-    if running is not None:
-        eff_default = get_in(running, RUNTIME + ("default_runtime",)) or builtin
-        eff_runtimes = get_in(running, RT) or {}
-        if base.default not in ours and eff_default not in ours and eff_default != base.default:
-            p.warnings.append("the running CRI-O uses default_runtime %r but its files say %r (set by %s): flags, or "
-                              "files changed without a reload; the handler copies %r"
-                              % (eff_default, base.default, base.default_origin, eff_default))
-    else:
-        eff_default, eff_runtimes = base.default, base.runtimes
 
-    # the runtime the handlers copy
+def _plan_effective(p, opts, base, binpath, runner, ours, builtin):
+    """The effective configuration, from the first source that works: (running config or None, its
+    default runtime, its runtimes)."""
+    # "file": no running config, the merged files (``base``) are the effective configuration
+    p.source, running = pick_source(opts["config_source"], {
+        "command": lambda: read_running(binpath, opts, runner),
+        "file": lambda: None,
+    })
+    if running is None:
+        return None, base.default, base.runtimes
+    eff_default = get_in(running, RUNTIME + ("default_runtime",)) or builtin
+    eff_runtimes = get_in(running, RT) or {}
+    if base.default not in ours and eff_default not in ours and eff_default != base.default:
+        p.warnings.append("the running CRI-O uses default_runtime %r but its files say %r (set by %s): flags, or "
+                          "files changed without a reload; the handler copies %r"
+                          % (eff_default, base.default, base.default_origin, eff_default))
+    return running, eff_default, eff_runtimes
+
+
+def _plan_copied(p, opts, base, running, eff_default, eff_runtimes, ours, builtin, present):
+    """The runtime the handlers copy: (its name, its table)."""
+    version = p.crio_version
     known = set(base.runtimes) | set(eff_runtimes)
     want = opts["copy_options_from"]
     if want:
@@ -669,8 +700,12 @@ def plan(opts, runner=default_runner, crio_version=None):
         raise EngineError("the handlers would copy %s, a VM runtime (runtime_type = \"vm\"); the NVIDIA runtime is an "
                           "OCI runtime: set copy_options_from to an OCI runtime such as crun or runc" % src_name)
     p.copied_from = src_name
+    return src_name, source
 
-    # the handler tables: an existing one (as its owner set it, in the files without us) is kept, else a copy
+
+def _plan_tables(p, opts, base, src_name, source, ours, present):
+    """The handler tables: an existing one (as its owner set it, in the files without us) is kept, else a copy."""
+    binaries = handler_binaries(opts)
     others = {}                                          # runtime_root -> the other runtimes keeping state there
     for rname, t in sorted(base.runtimes.items()):
         if rname not in ours and isinstance(t, dict) and t.get("runtime_root"):
@@ -704,41 +739,48 @@ def plan(opts, runner=default_runner, crio_version=None):
             if root in others:
                 raise EngineError("runtime_root %s of the %s handler is already the state folder of the %s runtime "
                                   "(%s); set runtime_root" % (root, name, others[root][0], base.origin.get(others[root][0])))
+    return tables
 
-    # the edits
+
+def _plan_edits(opts, r, tables, present):
+    """The file changes, in write order."""
+    config, drop = opts["config"], opts["drop_in"]
     files = []
     if drop:
-        if main_text is not None and cleaned[config] != main_text:      # an earlier in-place run
-            files.append(FileChange(config, main_text, cleaned[config]))
-        if foreign_drop:
-            ed = Editor(drop_text, drop)
+        if r.main_text is not None and r.cleaned[config] != r.main_text:      # an earlier in-place run
+            files.append(FileChange(config, r.main_text, r.cleaned[config]))
+        if r.foreign_drop:
+            ed = Editor(r.drop_text, drop)
             if present:
                 patch(ed, opts, tables)
             else:
                 unpatch(ed, opts)
-            files.insert(0, FileChange(drop, drop_text, ed.text))
+            files.insert(0, FileChange(drop, r.drop_text, ed.text))
         else:
-            change = FileChange(drop, drop_text, render_drop_in(opts, tables) if present else None)
+            change = FileChange(drop, r.drop_text, render_drop_in(opts, tables) if present else None)
             files.insert(0 if present else len(files), change)
     else:
-        ed = Editor(main_text or "", config)
+        ed = Editor(r.main_text or "", config)
         if present:
             patch(ed, opts, tables)
         else:
             unpatch(ed, opts)
         after = ed.text
-        if not after.strip() and (main_text is None or main_text.strip() != after.strip()):
+        if not after.strip() and (r.main_text is None or r.main_text.strip() != after.strip()):
             after = None        # nothing left of a file we created: remove it again
-        files.append(FileChange(config, main_text, after))
-    for path in managed:                                # our drop-ins under other names (drop_in renamed)
+        files.append(FileChange(config, r.main_text, after))
+    for path in r.managed:                                # our drop-ins under other names (drop_in renamed)
         if path != drop:
-            files.append(FileChange(path, dir_texts[path], None))
-    p.files = files
+            files.append(FileChange(path, r.dir_texts[path], None))
+    return files
 
-    # what CRI-O will load after the change, and whether we win
-    override = dict((f.path, f.after) for f in files)
+
+def _plan_after(p, opts, builtin, tables, ours, present):
+    """What CRI-O will load after the change, and whether we win (else an error naming the file)."""
+    config, cdir, drop = opts["config"], opts["config_dir"], opts["drop_in"]
+    override = dict((f.path, f.after) for f in p.files)
     extra = [drop] if drop and override.get(drop) is not None else []
-    after = files_view(config, cdir, builtin, override, extra, version)
+    after = files_view(config, cdir, builtin, override, extra, p.crio_version)
     p.after = after
     target = drop or config
     if present:
@@ -774,22 +816,21 @@ def plan(opts, runner=default_runner, crio_version=None):
                 "definition replaces it; let one tool own the handler (e.g. the GPU Operator with toolkit.enabled=false)"
                 % (path, ", ".join(names), target))
     if present:
+        binaries = handler_binaries(opts)
         for name in ours:
             if not os.path.exists(binaries[name]):
                 p.warnings.append("%s does not exist on this node: CRI-O checks runtime_path when it starts or reloads "
                                   "and refuses a handler whose binary is missing" % binaries[name])
+    return after
 
-    p.runtimes = ours if present else []
-    p.default_runtime = after.default
-    p.low_level_runtime = (source.get("runtime_path") or src_name) if present else None
-    p.expected = dict((n, get_in(after.runtimes, (n, "runtime_path")) if n in after.runtimes else None) for n in ours)
-    p.expect_default = after.default if present and opts["set_as_default"] else None
 
-    # reload or restart (the restart rule); a handler the running CRI-O left out although nothing changes
+def _plan_restart_rule(p, opts, builtin, after, running, ours, present):
+    """Reload or restart (the restart rule); a handler the running CRI-O left out although nothing changes."""
     if p.changed:
-        current = files_view(config, cdir, builtin, version=version)
+        current = files_view(opts["config"], opts["config_dir"], builtin, version=p.crio_version)
         p.restart_reason = reload_is_not_enough(current.data, after.data)
     elif present and running is not None:
+        binaries = handler_binaries(opts)
         missing = [n for n in ours if os.path.exists(binaries[n])
                    and get_in(running, RT + (n, "runtime_path")) != p.expected.get(n)]
         if missing:
@@ -797,9 +838,99 @@ def plan(opts, runner=default_runner, crio_version=None):
             p.restart_reason = ("the files define %s but the running CRI-O does not use %s (its binary was missing when "
                                 "CRI-O started?): only a restart applies it, a reload is not enough (%s)"
                                 % (", ".join(missing), "it" if len(missing) == 1 else "them", RESTART_BUG))
-    return p
 
 
 __all__ = ["plan", "CrioPlan", "EngineError", "DEFAULTS", "DROP_IN_HEADER", "load_order", "merge_view", "files_view",
            "loaded_mismatch", "read_running", "status_argv", "backup_dir_for", "RELOAD_SINCE",
-           "RESTART_FOR", "BUILTIN_HANDLERS", "reload_is_not_enough", "restart_method"]
+           "RESTART_FOR", "BUILTIN_HANDLERS", "reload_is_not_enough", "restart_method", "Adapter"]
+
+
+# -- the module's part of the shared flow (_runtime_flow) -----------------------------------------------
+class CrioHealth(service.Health):
+    """The socket answers (the Restarter checks it) and ``crio status config`` reports what was planned
+    (after a rollback: only that it answers); without the binary only the socket counts."""
+
+    def __init__(self, p, binpath, socket_path, runner):
+        super(CrioHealth, self).__init__()
+        self.p, self.binpath, self.socket, self.runner = p, binpath, socket_path, runner
+
+    def check(self, expect):
+        if not self.binpath:
+            return True
+        rc, out, err = self.runner(status_argv(self.binpath, self.socket))
+        if rc != 0:
+            self.why = "crio status failed (rc=%s): %s" % (rc, (err or out).strip())
+            return False
+        if not expect:
+            return True
+        try:
+            running = load(out, "crio status config")
+        except TomlEditError as e:
+            self.why = str(e)
+            return False
+        self.why = loaded_mismatch(self.p, running)
+        return self.why is None
+
+
+class Adapter(service.RuntimeAdapter):
+    """nvidia_crio_runtime: backups and temp files outside config_dir, a restart a handler left out needs,
+    reload or restart (the restart rule, RESTART_FOR)."""
+
+    errors = (EngineError, TomlEditError)
+    requires_tomlkit = True
+    outside = "config_dir"      # CRI-O loads every file in config_dir, hidden temp files and backups too
+
+    def plan(self, job):
+        return plan(dict((k, job.params[k]) for k in DEFAULTS), runner=job.run)
+
+    def result_fields(self, job):
+        p = job.plan
+        fields = dict(crio_version=p.version_string(), source=p.source, runtimes=p.runtimes,
+                      default_runtime=p.default_runtime)
+        if p.low_level_runtime is not None:
+            fields["low_level_runtime"] = p.low_level_runtime
+        return fields
+
+    def pending(self, job):
+        # nothing to write, but the running CRI-O left out a handler its files define (the restart rule)
+        p, mode = job.plan, job.params["restart"]
+        pending = p.restart_pending and mode != "none"
+        if p.restart_pending and not pending:
+            job.warn("%s; restart CRI-O (restart: none)" % p.restart_reason)
+        if pending and job.check_mode:       # what the real run does: restart (auto: only an active unit)
+            job.result["changed"] = mode != "auto" or service.unit_active(job.run, job.params["service"])
+        return pending
+
+    def backup_dir(self, job):
+        return job.plan.backup_dir
+
+    def reload_cmd(self, params):
+        return ["systemctl", "reload", params["service"]]
+
+    def health(self, job):
+        return CrioHealth(job.plan, which(job.params["crio_path"]), job.params["socket"], job.run)
+
+    def decide(self, job, restarter, health):
+        mode, sock, svc, p = job.params["restart"], job.params["socket"], job.params["service"], job.plan
+        if mode == "none":
+            return None
+        if mode == "auto" and not service.unit_active(job.run, svc):
+            if service.socket_answers(sock):
+                job.warn("CRI-O answers on %s but the systemd unit %s is not active: %s it yourself for the "
+                         "change to take effect%s" % (sock, svc, "restart" if p.restart_reason else "reload (SIGHUP) or restart",
+                                                      " (%s)" % p.restart_reason if p.restart_reason else ""))
+            return None
+        version = p.crio_version
+        can_reload = bool(health.binpath) and version is not None and version >= RELOAD_SINCE
+        method, warning = restart_method(mode, p, can_reload)
+        if warning:
+            job.warn(warning)
+        if not health.binpath:
+            job.warn("crio not found at %r: health after the %s is judged by the socket only" % (job.params["crio_path"], method))
+        return method
+
+    def restart(self, job, restarter, method, health):
+        if method == "reload" and job.params["restart"] == "auto":
+            return restarter.reload_or_restart(RELOAD_WAIT, lambda: health.why)
+        restarter.restart(method)
+        return method

@@ -38,13 +38,13 @@ import re
 import socket
 from collections import OrderedDict
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
+from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (
-    EngineError, FileChange, Plan, handler_binaries, handler_names, parse_version, read_text, which,
+    EngineError, FileChange, Plan, handler_binaries, handler_names, read_binary_version, read_text, which,
 )
 
 __all__ = ["DEFAULTS", "EngineError", "plan", "validate", "dockerd_version", "can_validate", "daemon_info",
-           "info_matches", "sidecar_path", "which"]
+           "info_matches", "sidecar_path", "which", "Adapter"]
 
 DEFAULTS = {
     "state": "present",
@@ -647,15 +647,8 @@ def _absent(text, top, o, record, warnings):
 # validation with the real dockerd
 # ---------------------------------------------------------------------------------------------------
 
-def dockerd_version(path, runner):
-    """(major, minor, patch) of ``dockerd --version`` ("Docker version 26.1.5+dfsg1, build ...")."""
-    rc, out, err = runner([path, "--version"])
-    if rc != 0:
-        raise EngineError("%s --version failed (rc=%s): %s" % (path, rc, (err or out).strip()))
-    v = parse_version(out)
-    if v is None:
-        raise EngineError("cannot read a version from %r" % out.strip())
-    return v
+# (major, minor, patch) of ``dockerd --version`` ("Docker version 26.1.5+dfsg1, build ...")
+dockerd_version = read_binary_version
 
 
 def can_validate(version):
@@ -730,3 +723,59 @@ def info_matches(info, plan):
     if any(n in runtimes for n in plan.expect_absent):
         return False
     return info.get("DefaultRuntime", "runc") == plan.default_runtime
+
+
+# -- the module's part of the shared flow (_runtime_flow) -----------------------------------------------
+class DockerHealth(service.Health):
+    """``GET /info`` answers and lists what the plan wrote (after a rollback: any answer will do)."""
+
+    def __init__(self, p, socket_path):
+        super(DockerHealth, self).__init__()
+        self.p, self.socket = p, socket_path
+
+    def check(self, expect):
+        info = daemon_info(self.socket)
+        return info is not None and (not expect or info_matches(info, self.p))
+
+
+class Adapter(service.RuntimeAdapter):
+    """nvidia_docker_runtime: ``dockerd --validate``, the record beside daemon.json, health by GET /info."""
+
+    errors = (EngineError,)
+
+    def lock_paths(self, params):
+        return [params["config"]]
+
+    def initial_result(self, params):
+        return dict(docker_version=None, validated=False, record=sidecar_path(params["config"]))
+
+    def plan(self, job):
+        return plan(dict((k, job.params[k]) for k in DEFAULTS))
+
+    def result_fields(self, job):
+        return dict(runtimes=job.plan.runtimes, default_runtime=job.plan.default_runtime)
+
+    def validate(self, job):
+        """dockerd --validate on the candidate, or why it cannot run (a warning or an error)."""
+        params, p, result = job.params, job.plan, job.result
+        if not params["validate"] or p.files[0].after is None:
+            return
+        binpath = which(params["dockerd_path"])
+        if binpath is None:
+            if p.files[0].before is not None:
+                raise EngineError("dockerd %r not found, so the new %s cannot be validated and it exists; install "
+                                  "Docker first or set validate: false" % (params["dockerd_path"], params["config"]))
+            p.warnings.append("validation skipped: dockerd %r not found (bootstrap before Docker is installed)"
+                              % params["dockerd_path"])
+            return
+        version = dockerd_version(binpath, job.run)
+        result["docker_version"] = ".".join(str(x) for x in version)
+        if not can_validate(version):
+            p.warnings.append("dockerd %s has no --validate (Docker 23.0+): only the JSON structure was checked"
+                              % result["docker_version"])
+            return
+        validate(p, binpath, job.run)
+        result["validated"] = True
+
+    def health(self, job):
+        return DockerHealth(job.plan, job.params["socket"])

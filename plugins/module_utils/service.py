@@ -114,6 +114,20 @@ class Restarter(object):
                       "restart: signal) for the change to take effect" % (self.service, self.socket, self.service))
         return None
 
+    def reload_or_restart(self, quick_timeout, why=lambda: None):
+        """Reload, and restart (systemd) when the reload does not show as healthy within ``quick_timeout``
+        seconds (``why()``: the health check's reason). Returns the method that made it healthy."""
+        quick = Restarter(self.run, self.mode, self.service, self.socket, min(self.timeout, quick_timeout),
+                          self.healthy, self.warn, reload_cmd=self.reload_cmd)
+        try:
+            quick.restart("reload")
+            return "reload"
+        except RestartError as e:
+            reason = why()
+            self.warn("systemctl reload %s did not take (%s%s); restarting it" % (self.service, e, "; " + reason if reason else ""))
+        self.restart("systemd")
+        return "systemd"
+
     def restart(self, method, wait_if_down=False):
         """Restart once; returns after the runtime is healthy. Raises RestartError with the reason.
 
@@ -161,6 +175,81 @@ class Restarter(object):
             return ""
         rc, out, _err = self.run(["journalctl", "-u", self.service, "-n", str(lines), "--no-pager", "-o", "cat"])
         return out.strip() if rc == 0 else ""
+
+
+class Health(object):
+    """What healthy means after a restart, per engine (each engine subclasses it beside its engine).
+
+    ``check(expect)``: the runtime answers and, while ``expect``, runs what was planned; after a rollback
+    (``relax()``) only the runtime's own health counts. ``why``: the last reason it was not healthy.
+    """
+
+    def __init__(self):
+        self.expect = True
+        self.why = None
+
+    def __call__(self):
+        return self.check(self.expect)
+
+    def check(self, expect):
+        return True
+
+    def relax(self):
+        self.expect = False
+
+
+class RuntimeAdapter(object):
+    """What one runtime module (containerd, CRI-O, Docker) gives the shared flow (``_runtime_flow``).
+
+    Each engine subclasses it beside its engine. ``job`` has ``params``, ``run`` (argv) -> (rc, out,
+    err), ``warn``, ``result`` (the module's return values so far), ``check_mode`` and ``plan``.
+    """
+
+    errors = ()               # the engine's bad-input errors: the module fails with their text
+    requires_tomlkit = False  # the module fails with Ansible's missing_required_lib message without it
+    outside = None            # params key of a folder no temp file or backup may go into (CRI-O)
+
+    def lock_paths(self, params):
+        """The files whose locks are held from reading them to the end of the restart."""
+        return [p for p in (params["config"], params.get("drop_in")) if p]
+
+    def initial_result(self, params):
+        return {}
+
+    def plan(self, job):
+        raise NotImplementedError
+
+    def result_fields(self, job):
+        """Return values of the plan (besides ``changed`` and ``files``)."""
+        return {}
+
+    def validate(self, job):
+        """Check the candidate files (raise one of ``errors``), or warn why that cannot be done."""
+
+    def pending(self, job):
+        """True when nothing is written but the runtime still needs a restart."""
+        return False
+
+    def before_write(self, job):
+        """Last check of the real run before anything is written (raise one of ``errors``)."""
+
+    def backup_dir(self, job):
+        return None
+
+    def reload_cmd(self, params):
+        return None
+
+    def health(self, job):
+        return Health()
+
+    def decide(self, job, restarter, health):
+        """The restart (or reload) to run now, or None."""
+        return restarter.decide()
+
+    def restart(self, job, restarter, method, health):
+        """Restart; return the method that made the runtime healthy (raises RestartError)."""
+        restarter.restart(method)
+        return method
 
 
 def rollback(error, restarter, method, restore, paths, why=None):

@@ -301,24 +301,15 @@ backup_files:
   elements: str
 """
 
-import os
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.common.text.converters import to_native
-
-from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
-    HAS_TOMLKIT, TOMLKIT_IMPORT_ERROR, TomlEditError,
-)
-
-if HAS_TOMLKIT:
-    from ansible_collections.gpuops.nvidia.plugins.module_utils import containerd as engine
-from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service
+from ansible_collections.gpuops.nvidia.plugins.module_utils._runtime_flow import argument_spec, run
+from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import Adapter
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", default="present", choices=["present", "absent"]),
+        argument_spec=argument_spec(
             config=dict(type="path", default="/etc/containerd/config.toml"),
             drop_in=dict(type="path"),
             manage_imports=dict(type="bool", default=True),
@@ -327,135 +318,19 @@ def main():
             config_version=dict(type="str", default="auto", choices=["auto", "1", "2", "3", "4"]),
             layout=dict(type="str", choices=["auto", "in_place", "drop_in"]),
             k0s_version=dict(type="str"),
-            runtime_name=dict(type="str", default="nvidia"),
-            runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
             runtime_type=dict(type="str", default="io.containerd.runc.v2"),
-            variants=dict(type="list", elements="str", default=[], choices=["cdi", "legacy"]),
-            set_as_default=dict(type="bool", default=False),
             enable_cdi=dict(type="bool", default=False),
             cdi_spec_dirs=dict(type="list", elements="path"),
             copy_options_from=dict(type="str"),
             enable_cri=dict(type="bool", default=False),
             validate=dict(type="bool", default=True),
-            backup=dict(type="bool", default=False),
             restart=dict(type="str", default="auto", choices=["auto", "systemd", "signal", "none"]),
             service=dict(type="str", default="containerd"),
             socket=dict(type="path", default="/run/containerd/containerd.sock"),
-            restart_timeout=dict(type="int", default=60),
-            lock_timeout=dict(type="int", default=fileops.LOCK_TIMEOUT),
         ),
         supports_check_mode=True,
     )
-    if not HAS_TOMLKIT:
-        module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
-    result = dict(changed=False, files=[], restarted=False, restart_method=None, backup_files=[])
-    if module.check_mode:   # reads only: no lock needed
-        execute(module, result)
-    paths = [p for p in (module.params["config"], module.params["drop_in"]) if p]
-    try:   # read, plan, write and restart under the files' locks: a concurrent run waits, then reads what this one wrote
-        with fileops.locked(paths, timeout=module.params["lock_timeout"]):
-            execute(module, result)
-    except fileops.FileOpError as e:
-        module.fail_json(msg=to_native(e), **result)
-
-
-def execute(module, result):
-    params = module.params
-
-    def run(argv):
-        rc, out, err = module.run_command(argv)
-        return rc, out, err
-
-    opts = {k: params[k] for k in engine.DEFAULTS}
-    opts["containerd_path"] = params["containerd_path"]
-    try:
-        plan = engine.plan(opts, runner=run)
-    except (engine.EngineError, TomlEditError) as e:
-        module.fail_json(msg=to_native(e), **result)
-
-    binpath = engine.which(params["containerd_path"])
-    result.update(
-        config_version=plan.config_version,
-        containerd_version=plan.version_string(),
-        layout=plan.layout,
-        cdi_supported=plan.rules.cdi,
-        source=plan.source,
-        runtimes=plan.runtimes,
-        default_runtime=plan.default_runtime,
-        low_level_runtime=plan.low_level_runtime,
-        files=[f.path for f in plan.files if f.changed],
-        changed=plan.changed,
-    )
-    if module._diff:
-        result["diff"] = plan.diff()
-
-    if plan.changed and params["validate"]:
-        if binpath:
-            try:
-                engine.validate(plan, opts, binpath, runner=run)
-            except (engine.EngineError, TomlEditError) as e:
-                module.fail_json(msg=to_native(e), **result)
-        elif os.path.exists(params["config"]):
-            module.fail_json(msg="containerd binary %r not found, so the new config cannot be validated and %s "
-                                 "exists; install containerd first or set validate: false"
-                                 % (params["containerd_path"], params["config"]), **result)
-        else:
-            plan.warnings.append("validation skipped: containerd binary %r not found (bootstrap before the "
-                                 "runtime is installed)" % params["containerd_path"])
-    for w in plan.warnings:
-        module.warn(w)
-
-    if not plan.changed:
-        module.exit_json(**result)
-    changes = [(f.path, f.before, f.after) for f in plan.files]
-    if module.check_mode:   # the real run's write tests (immutable file, read-only mount...), nothing written
-        try:
-            fileops.apply_changes(changes, module=module, backup=params["backup"], check_mode=True)
-        except fileops.FileOpError as e:
-            result["changed"] = False
-            module.fail_json(msg=to_native(e), **result)
-        module.exit_json(**result)
-
-    if params["restart"] == "signal" and not service.socket_answers(params["socket"]):
-        module.fail_json(msg="restart: signal, but nothing listens on %s to signal; nothing was written (use "
-                             "restart: auto or none when containerd is not running)" % params["socket"], **result)
-    try:
-        written, backups = fileops.apply_changes(changes, module=module, backup=params["backup"])
-    except fileops.FileOpError as e:
-        module.fail_json(msg=to_native(e), **result)
-    result["backup_files"] = backups
-    previous = [(f.path, f.before) for f in plan.files if f.changed]
-
-    ctr = engine.ctr_for(binpath)
-    expect_cri = engine.cri_expected(plan)
-
-    def healthy():
-        if not ctr:
-            return True
-        status = engine.cri_plugin_status(ctr, params["socket"], runner=run)
-        if status is None:
-            return False
-        if not expect_cri:
-            return True
-        return engine.cri_healthy(status, plan.rules)
-
-    restarter = service.Restarter(run, params["restart"], params["service"], params["socket"],
-                                  params["restart_timeout"], healthy, module.warn)
-    method = restarter.decide()
-    if method is None:
-        module.exit_json(**result)
-    if not ctr:
-        module.warn("ctr not found beside %s or on PATH: health after restart is judged by the socket only"
-                    % params["containerd_path"])
-    try:
-        restarter.restart(method)
-    except service.RestartError as e:
-        msg = service.rollback(e, restarter, method, lambda: fileops.restore(previous, module=module),
-                               [p for p, _b in previous])
-        result.update(changed=True, restarted=True, restart_method=method, rolled_back=True)
-        module.fail_json(msg=msg, **result)
-    result.update(restarted=True, restart_method=method)
-    module.exit_json(**result)
+    run(module, Adapter)
 
 
 if __name__ == "__main__":

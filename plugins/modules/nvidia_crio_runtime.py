@@ -274,176 +274,31 @@ backup_files:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.common.text.converters import to_native
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
-    HAS_TOMLKIT, TOMLKIT_IMPORT_ERROR, TomlEditError, load,
-)
-
-if HAS_TOMLKIT:
-    from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as engine
-from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service
-
-RELOAD_WAIT = 15    # seconds for a reload to show in `crio status config` before auto mode restarts
+from ansible_collections.gpuops.nvidia.plugins.module_utils._runtime_flow import argument_spec, run
+from ansible_collections.gpuops.nvidia.plugins.module_utils.crio import Adapter
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", default="present", choices=["present", "absent"]),
+        argument_spec=argument_spec(
             config=dict(type="path", default="/etc/crio/crio.conf"),
             drop_in=dict(type="path", default="/etc/crio/crio.conf.d/99-nvidia.toml"),
             config_dir=dict(type="path", default="/etc/crio/crio.conf.d"),
             config_source=dict(type="list", elements="str", default=["command", "file"], choices=["command", "file"]),
             crio_path=dict(type="str", default="crio"),
-            runtime_name=dict(type="str", default="nvidia"),
-            runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
             runtime_type=dict(type="str", default="oci"),
             runtime_root=dict(type="path"),
-            variants=dict(type="list", elements="str", default=[], choices=["cdi", "legacy"]),
-            set_as_default=dict(type="bool", default=False),
             copy_options_from=dict(type="str"),
-            backup=dict(type="bool", default=False),
             backup_dir=dict(type="path"),
             restart=dict(type="str", default="auto", choices=["auto", "reload", "systemd", "none"]),
             service=dict(type="str", default="crio"),
             socket=dict(type="path", default="/var/run/crio/crio.sock"),
-            restart_timeout=dict(type="int", default=60),
-            lock_timeout=dict(type="int", default=fileops.LOCK_TIMEOUT),
         ),
         supports_check_mode=True,
     )
-    if not HAS_TOMLKIT:
-        module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
-    result = dict(changed=False, files=[], restarted=False, restart_method=None, backup_files=[])
-    if module.check_mode:   # reads only: no lock needed
-        execute(module, result)
-    paths = [p for p in (module.params["config"], module.params["drop_in"]) if p]
-    try:   # read, plan, write and restart under the files' locks: a concurrent run waits, then reads what this one wrote
-        with fileops.locked(paths, timeout=module.params["lock_timeout"]):
-            execute(module, result)
-    except fileops.FileOpError as e:
-        module.fail_json(msg=to_native(e), **result)
-
-
-def execute(module, result):
-    params = module.params
-
-    def run(argv):
-        rc, out, err = module.run_command(argv)
-        return rc, out, err
-
-    opts = dict((k, params[k]) for k in engine.DEFAULTS)
-    try:
-        plan = engine.plan(opts, runner=run)
-    except (engine.EngineError, TomlEditError) as e:
-        module.fail_json(msg=to_native(e), **result)
-
-    result.update(
-        crio_version=plan.version_string(),
-        source=plan.source,
-        runtimes=plan.runtimes,
-        default_runtime=plan.default_runtime,
-        files=[f.path for f in plan.files if f.changed],
-        changed=plan.changed,
-    )
-    if plan.low_level_runtime is not None:
-        result["low_level_runtime"] = plan.low_level_runtime
-    if module._diff:
-        result["diff"] = plan.diff()
-    for w in plan.warnings:
-        module.warn(w)
-    # nothing to write, but the running CRI-O left out a handler its files define (the restart rule)
-    pending = plan.restart_pending and params["restart"] != "none"
-    if plan.restart_pending and not pending:
-        module.warn("%s; restart CRI-O (restart: none)" % plan.restart_reason)
-    if pending and module.check_mode:       # what the real run does: restart (auto: only an active unit)
-        result["changed"] = params["restart"] != "auto" or service.unit_active(run, params["service"])
-    changes = [(f.path, f.before, f.after) for f in plan.files if f.changed]
-    try:   # check mode runs the real run's write tests; CRI-O loads every file in config_dir, hidden temp
-        # files and backups too: both go outside it
-        _written, backups = fileops.apply_changes(changes, module=module, backup=params["backup"],
-                                                  outside=params["config_dir"], backup_dir=plan.backup_dir,
-                                                  check_mode=module.check_mode or not (plan.changed or pending))
-    except (fileops.FileOpError, IOError, OSError) as e:
-        result["changed"] = False
-        module.fail_json(msg=to_native(e), **result)
-    if not (plan.changed or pending) or module.check_mode:
-        module.exit_json(**result)
-    result["backup_files"] = backups
-    previous = [(path, before) for path, before, _after in changes]
-
-    binpath = engine.which(params["crio_path"])
-    sock = params["socket"]
-    svc = params["service"]
-    state = dict(expect=True, why=None)
-
-    def healthy():
-        """Socket answers (checked by the Restarter) and crio reports what we planned."""
-        if not binpath:
-            return True
-        rc, out, err = run(engine.status_argv(binpath, sock))
-        if rc != 0:
-            state["why"] = "crio status failed (rc=%s): %s" % (rc, (err or out).strip())
-            return False
-        if not state["expect"]:
-            return True
-        try:
-            running = load(out, "crio status config")
-        except TomlEditError as e:
-            state["why"] = str(e)
-            return False
-        state["why"] = engine.loaded_mismatch(plan, running)
-        return state["why"] is None
-
-    mode = params["restart"]
-    version = plan.crio_version
-    can_reload = bool(binpath) and version is not None and version >= engine.RELOAD_SINCE
-    if mode == "none":
-        module.exit_json(**result)
-    if mode == "auto":
-        if not service.unit_active(run, svc):
-            if service.socket_answers(sock):
-                module.warn("CRI-O answers on %s but the systemd unit %s is not active: %s it yourself for the "
-                            "change to take effect%s" % (sock, svc, "restart" if plan.restart_reason else
-                                                         "reload (SIGHUP) or restart",
-                                                         " (%s)" % plan.restart_reason if plan.restart_reason else ""))
-            module.exit_json(**result)
-    # the restart rule (crio.py): handler tables or default_runtime changed -> restart, a reload is not enough
-    method, warning = engine.restart_method(mode, plan, can_reload)
-    if warning:
-        module.warn(warning)
-    if not binpath:
-        module.warn("crio not found at %r: health after the %s is judged by the socket only" % (params["crio_path"], method))
-
-    reload_cmd = ["systemctl", "reload", svc]
-    restarter = service.Restarter(run, mode, svc, sock, params["restart_timeout"], healthy, module.warn,
-                                  reload_cmd=reload_cmd)
-    try:
-        if method == "reload" and mode == "auto":
-            quick = service.Restarter(run, mode, svc, sock, min(params["restart_timeout"], RELOAD_WAIT), healthy,
-                                      module.warn, reload_cmd=reload_cmd)
-            try:
-                quick.restart("reload")
-            except service.RestartError as e:
-                module.warn("systemctl reload %s did not take (%s%s); restarting it"
-                            % (svc, e, "; " + state["why"] if state["why"] else ""))
-                method = "systemd"
-                restarter.restart(method)
-        else:
-            restarter.restart(method)
-    except service.RestartError as e:
-        def restore():
-            state["expect"] = False            # after the rollback, only the runtime's health counts
-            return fileops.restore(previous, module=module, outside=params["config_dir"])
-        msg = service.rollback(e, restarter, method, restore, [p for p, _b in previous], why=state["why"])
-        result.update(changed=True, restarted=True, restart_method=method, rolled_back=True)
-        module.fail_json(msg=msg, **result)
-    result.update(restarted=True, restart_method=method)
-    if pending:
-        result["changed"] = True
-    module.exit_json(**result)
+    run(module, Adapter)
 
 
 if __name__ == "__main__":

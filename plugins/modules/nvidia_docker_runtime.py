@@ -227,123 +227,26 @@ backup_files:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils import docker as engine
-from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service
-
-
-def check(module, plan, params, run, result):
-    """dockerd --validate on the candidate, or why it cannot run (a warning or an error)."""
-    if not (plan.changed and params["validate"]) or plan.files[0].after is None:
-        return
-    binpath = engine.which(params["dockerd_path"])
-    if binpath is None:
-        if plan.files[0].before is not None:
-            module.fail_json(msg="dockerd %r not found, so the new %s cannot be validated and it exists; install "
-                                 "Docker first or set validate: false" % (params["dockerd_path"], params["config"]),
-                             **result)
-        plan.warnings.append("validation skipped: dockerd %r not found (bootstrap before Docker is installed)"
-                             % params["dockerd_path"])
-        return
-    version = engine.dockerd_version(binpath, run)
-    result["docker_version"] = ".".join(str(x) for x in version)
-    if not engine.can_validate(version):
-        plan.warnings.append("dockerd %s has no --validate (Docker 23.0+): only the JSON structure was checked"
-                             % result["docker_version"])
-        return
-    engine.validate(plan, binpath, run)
-    result["validated"] = True
+from ansible_collections.gpuops.nvidia.plugins.module_utils._runtime_flow import argument_spec, run
+from ansible_collections.gpuops.nvidia.plugins.module_utils.docker import Adapter
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", default="present", choices=["present", "absent"]),
+        argument_spec=argument_spec(
             config=dict(type="path", default="/etc/docker/daemon.json"),
-            runtime_name=dict(type="str", default="nvidia"),
-            runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
             runtime_args=dict(type="list", elements="str"),
-            variants=dict(type="list", elements="str", default=[], choices=["cdi", "legacy"]),
-            set_as_default=dict(type="bool", default=False),
             enable_cdi=dict(type="bool", default=False),
             dockerd_path=dict(type="str", default="dockerd"),
             validate=dict(type="bool", default=True),
-            backup=dict(type="bool", default=False),
             restart=dict(type="str", default="auto", choices=["auto", "systemd", "none"]),
             service=dict(type="str", default="docker"),
             socket=dict(type="path", default="/run/docker.sock"),
-            restart_timeout=dict(type="int", default=60),
-            lock_timeout=dict(type="int", default=fileops.LOCK_TIMEOUT),
         ),
         supports_check_mode=True,
     )
-    result = dict(changed=False, files=[], restarted=False, restart_method=None, backup_files=[],
-                  docker_version=None, validated=False, record=engine.sidecar_path(module.params["config"]))
-    if module.check_mode:   # reads only: no lock needed
-        execute(module, result)
-    try:   # read, plan, write and restart under the file's lock: a concurrent run waits, then reads what this one wrote
-        with fileops.locked([module.params["config"]], timeout=module.params["lock_timeout"]):
-            execute(module, result)
-    except fileops.FileOpError as e:
-        module.fail_json(msg=to_native(e), **result)
-
-
-def execute(module, result):
-    params = module.params
-
-    def run(argv):
-        return module.run_command(argv)
-
-    try:
-        plan = engine.plan({k: params[k] for k in engine.DEFAULTS})
-        result.update(runtimes=plan.runtimes, default_runtime=plan.default_runtime, changed=plan.changed,
-                      files=[f.path for f in plan.files if f.changed])
-        if module._diff:
-            result["diff"] = plan.diff()
-        check(module, plan, params, run, result)
-    except engine.EngineError as e:
-        module.fail_json(msg=to_native(e), **result)
-    for w in plan.warnings:
-        module.warn(w)
-
-    if not plan.changed:
-        module.exit_json(**result)
-
-    try:   # check mode runs the real run's write tests (immutable file, read-only mount...), writes nothing
-        _written, backups = fileops.apply_changes(
-            [(f.path, f.before, f.after) for f in plan.files], module=module, backup=params["backup"],
-            check_mode=module.check_mode)
-    except fileops.FileOpError as e:
-        result["changed"] = False
-        module.fail_json(msg=to_native(e), **result)
-    if module.check_mode:
-        module.exit_json(**result)
-    result["backup_files"] = backups
-    previous = [(f.path, f.before) for f in plan.files if f.changed]
-    expect = [plan]  # after a rollback: any answer from the daemon will do
-
-    def healthy():
-        info = engine.daemon_info(params["socket"])
-        return info is not None and (expect[0] is None or engine.info_matches(info, expect[0]))
-
-    def restore():
-        expect[0] = None
-        return fileops.restore(previous, module=module)
-
-    restarter = service.Restarter(run, params["restart"], params["service"], params["socket"],
-                                  params["restart_timeout"], healthy, module.warn)
-    method = restarter.decide()
-    if method is None:
-        module.exit_json(**result)
-    try:
-        restarter.restart(method)
-    except service.RestartError as e:
-        msg = service.rollback(e, restarter, method, restore, [p for p, _b in previous])
-        result.update(restarted=True, restart_method=method, rolled_back=True)
-        module.fail_json(msg=msg, **result)
-    result.update(restarted=True, restart_method=method)
-    module.exit_json(**result)
+    run(module, Adapter)
 
 
 if __name__ == "__main__":
