@@ -68,7 +68,7 @@ def test_every_concern_has_its_tag_in_main():
 @pytest.mark.parametrize("tag", sorted(CONCERNS))
 def test_each_tag_selects_its_concern(tag):
     tasks = list_tasks("--tags", tag)
-    names = {name for name, _ in tasks}
+    names = {name for name, _tags in tasks}
     for step in CONCERNS[tag]:
         assert step in names, "%s does not select %r: %s" % (tag, step, sorted(names))
     # no other concern's step sneaks in; everything listed carries the tag or always
@@ -87,7 +87,7 @@ def test_each_tag_selects_its_concern(tag):
 
 
 def test_skip_tags_leave_a_concern_out():
-    names = {name for name, _ in list_tasks("--skip-tags", "driver,verify,tomlkit")}
+    names = {name for name, _tags in list_tasks("--skip-tags", "driver,verify,tomlkit")}
     assert "NVIDIA driver" not in names and "Verify what the runtime reports" not in names
     assert "Install the distribution's python3-tomlkit" not in names
     assert "Configure the container runtime" in names and "NVIDIA Container Toolkit packages" in names
