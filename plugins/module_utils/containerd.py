@@ -432,7 +432,7 @@ def patch(ed, ctx):
                 and name[len(opts["runtime_name"]) + 1:] in VARIANT_SUFFIX:
             ed.remove_table(h.path)
 
-    # < 2.0: keep the copy source in the file's runtimes map, so the map still holds it
+    # where a file's runtimes map replaces the built-in one (rules.file_runtimes_replace_builtin): keep the copy source in it
     need_in_file = []
     if ctx.replaces_builtin:
         need_in_file.append(src_name)
@@ -479,7 +479,7 @@ def patch(ed, ctx):
     if ctx.replaces_builtin and final_default not in ctx.ours:
         need_in_file.append(final_default)
 
-    # < 2.0: the file's runtimes map replaces the built-in one: it must hold the default (and source)
+    # where the file's runtimes map replaces the built-in one, it must hold the default (and source)
     for name in need_in_file:
         if get_in(ed.tt.data, ctx.rt + (name,)) is None:
             table = ctx.source_table(name, ed.tt.data)[0]

@@ -718,7 +718,7 @@ def engine_k0s(node):
     _containerd_version(node, e, e["binary"])
     config = "/etc/k0s/containerd.toml"
     e["drop_in_dir"] = "/etc/k0s/containerd.d"
-    e["drop_in_dir_loaded"] = True  # k0s merges the folder itself (since 1.27.1)
+    e["drop_in_dir_loaded"] = True  # k0s merges the folder itself (which releases can: versions.K0S_RELEASES)
     rules = versions.k0s(e["distribution_version"])
     # k0s writes (and keeps rewriting) its config while the marker is there, as this release reads it
     e["config_managed"] = rules.is_managed(node.read(config) if node.isfile(config) else None)
@@ -734,7 +734,7 @@ def engine_k0s(node):
 
 def _k0s_drop_in_problems(node, e, rules):
     """Why this k0s release would refuse (or not load) a file in its drop-in folder: it cannot load drop-ins
-    at all, or a drop-in does not fit (e.g. a version 2 file left from 1.35 stops a 1.36 worker)."""
+    at all, or a drop-in does not fit (e.g. a drop-in of the previous release's config version after an upgrade)."""
     why = rules.refusal()
     problems = [why] if why else []
     for f in e["drop_ins"]:
