@@ -28,15 +28,20 @@ def run(tmp_path, text=None, binver=V17, apply=True, name="config.toml", **opts)
     o.update(opts)
     p = engine.plan(o, binary_version=binver)
     if apply:
-        for f in p.files:
-            if f.after is None:
-                if os.path.exists(f.path):
-                    os.unlink(f.path)
-            else:
-                os.makedirs(os.path.dirname(f.path), exist_ok=True)
-                with open(f.path, "w") as fh:
-                    fh.write(f.after)
+        write_plan(p)
     return p
+
+
+def write_plan(p):
+    """Write (or delete) every file of a plan, as the module would (without its atomicity)."""
+    for f in p.files:
+        if f.after is None:
+            if os.path.exists(f.path):
+                os.unlink(f.path)
+        else:
+            os.makedirs(os.path.dirname(f.path), exist_ok=True)
+            with open(f.path, "w") as fh:
+                fh.write(f.after)
 
 
 def data(path):

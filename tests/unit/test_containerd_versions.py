@@ -17,6 +17,7 @@ import tomlkit
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import containerd as engine
 from ansible_collections.gpuops.nvidia.plugins.module_utils import versions
+from test_containerd_engine import write_plan
 
 CRI2 = ("plugins", "io.containerd.grpc.v1.cri")
 CRI3 = ("plugins", "io.containerd.cri.v1.runtime")
@@ -77,19 +78,8 @@ def plan(tmp_path, binary, text=None, apply=True, **opts):
     o.update(opts)
     p = engine.plan(o, runner=binary)
     if apply:
-        write(p)
+        write_plan(p)
     return p
-
-
-def write(p):
-    for f in p.files:
-        if f.after is None:
-            if os.path.exists(f.path):
-                os.unlink(f.path)
-        else:
-            os.makedirs(os.path.dirname(f.path), exist_ok=True)
-            with open(f.path, "w") as fh:
-                fh.write(f.after)
 
 
 # -- the rules table, checked against the real outputs ------------------------------------------
