@@ -6,7 +6,7 @@ import tomllib
 import checks
 
 TEMPLATE = "/var/snap/microk8s/current/args/containerd-template.toml"
-FIXTURE = pathlib.Path(__file__).resolve().parents[3] / "tests/fixtures/microk8s/containerd-template-v2-current-shape.toml"
+FIXTURE = pathlib.Path(__file__).resolve().parents[3] / "tests/fixtures/microk8s/containerd-template-v2-kata.toml"
 CRI = 'plugins."io.containerd.grpc.v1.cri"'
 PLACEHOLDER = re.compile(r"\$\{[A-Z_]+\}")
 
