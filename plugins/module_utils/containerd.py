@@ -31,7 +31,7 @@ import os
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (  # noqa: F401 (re-exported)
     VARIANT_SUFFIX, EngineError, FileChange, Plan, check_names, deep_merge, default_runner, get_in, handler_binaries,
     handler_names, is_zero, layout_for, parse_version, pick_source, prune_zero, read_binary_version, read_text,
-    require_tables, runtime_headers, which,
+    render_placeholders, require_tables, runtime_headers, which,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (  # tomlkit: None when absent
     REPLACED, Editor, TomlEditError, TomlText, detect_step, load, tomlkit,
@@ -64,8 +64,22 @@ DEFAULTS = {
     "enable_cri": False,
     "layout": None,
     "k0s_version": None,
+    "placeholders": None,
 }
 LAYOUTS = ("auto", "in_place", "drop_in")
+
+
+def check_placeholders(placeholders):
+    """The ``placeholders`` option: a dict of non-empty names to string values (EngineError otherwise)."""
+    if placeholders is None:
+        return
+    if not isinstance(placeholders, dict):
+        raise EngineError("placeholders must be a dict of placeholder -> value, not %r" % (placeholders,))
+    for name, value in placeholders.items():
+        if not isinstance(name, type(u"")) and not isinstance(name, str) or not name:
+            raise EngineError("placeholders: %r is not a placeholder name (a non-empty string)" % (name,))
+        if not isinstance(value, type(u"")) and not isinstance(value, str):
+            raise EngineError("placeholders: the value of %s must be a string, not %r" % (name, value))
 
 
 class ContainerdPlan(Plan):
@@ -207,9 +221,9 @@ def effective_from_command(opts, binpath, runner, config_path, main_text, exclud
     if not binpath:
         raise EngineError("containerd binary %r not found" % opts["containerd_path"])
     text = None
-    if main_text is None or (exclude and os.path.exists(exclude)):
+    if main_text is None or (exclude and os.path.exists(exclude)) or opts.get("placeholders"):
         # containerd 1.x refuses a missing --config (an empty file gives the built-in defaults); our
-        # drop-in is left out of a temp copy of the main file
+        # drop-in is left out of a temp copy of the main file (with placeholders: the rendered text)
         text = rewrite_imports(main_text, config_path, exclude) if main_text else ""
     version, data = _dump(binpath, runner, config_path, text)
     eff = Effective(version, data, "command")
@@ -264,6 +278,10 @@ class Context(object):
         self.ours = handler_names(opts)
         self.replaces_builtin = self.rules.file_runtimes_replace_builtin
         self.foreign = []                 # handler tables named ours that absent leaves (not written by us)
+
+    def resolve(self, value):
+        """A value read from a file we write, as the reader sees it once the ``placeholders`` are rendered."""
+        return render_placeholders(value, self.opts["placeholders"])
 
     def owner_table(self, name):
         """The handler table as defined in a file we do not write, when containerd merges ours over it key by
@@ -413,13 +431,13 @@ def patch(ed, ctx):
     require_tables(data, ctx.rt, ed.name)
     for name in ctx.ours:
         require_tables(data, ctx.rt + (name, "options"), ed.name)
-    current_default = get_in(data, ctx.cri + ("containerd", "default_runtime_name")) or ctx.eff.default
+    current_default = ctx.resolve(get_in(data, ctx.cri + ("containerd", "default_runtime_name"))) or ctx.eff.default
     binaries = handler_binaries(opts)
 
     # which runtime the handlers copy: the default unless it is ours (then runc, then crun)
     base_default = current_default
     if base_default in ctx.ours:
-        base_default = _original_default(ed, ctx) or "runc"
+        base_default = ctx.resolve(_original_default(ed, ctx)) or "runc"
     src_name = ctx.source_name(base_default)
     src_table, src_in_target = ctx.source_table(src_name, data)
     if src_name in ctx.ours:
@@ -475,7 +493,7 @@ def patch(ed, ctx):
         if cur in ctx.ours:
             ed.delete_key(cpath, "default_runtime_name")
             cur = None
-        final_default = cur or (ctx.eff.default if ctx.eff.default not in ctx.ours else "runc")
+        final_default = ctx.resolve(cur) or (ctx.eff.default if ctx.eff.default not in ctx.ours else "runc")
     if ctx.replaces_builtin and final_default not in ctx.ours:
         need_in_file.append(final_default)
 
@@ -558,7 +576,7 @@ def unpatch(ed, ctx, only_marked=False):
                               % (ed.name, ", ".join(left), ".".join(ctx.rt)))
     ed.undo_value(ctx.cri, "cdi_spec_dirs")
     ed.undo_value(ctx.cri, "enable_cdi")
-    final = get_in(ed.tt.data, cpath + ("default_runtime_name",)) or ctx.eff.default
+    final = ctx.resolve(get_in(ed.tt.data, cpath + ("default_runtime_name",))) or ctx.eff.default
     return (final if final not in ctx.ours or get_in(ed.tt.data, ctx.rt + (final,)) is not None else "runc"), None
 
 
@@ -603,6 +621,7 @@ def _options(opts):
     if o["layout"] in ("auto", "drop_in") and not o["drop_in"]:
         raise EngineError("layout: %s needs drop_in (the file to write our tables to)" % o["layout"])
     check_names(o)
+    check_placeholders(o["placeholders"])
     if o["drop_in"] and os.path.realpath(o["drop_in"]) == os.path.realpath(o["config"]):
         raise EngineError("drop_in (%s) and config (%s) are the same file: leave drop_in unset to edit config in place, "
                           "or name another file" % (o["drop_in"], o["config"]))
@@ -667,6 +686,9 @@ def plan(opts, runner=default_runner, binary_version=None):
     p.layout = layout
     if layout == "in_place":
         opts["drop_in"] = None
+    elif opts["placeholders"]:
+        raise EngineError("placeholders need layout in_place: %s is rendered before containerd reads it, a drop-in "
+                          "beside it would not be" % config)
 
     eff = _effective(opts, binpath, runner, config, main_text, main_data, version, rules)
     p.source = eff.source
@@ -722,7 +744,11 @@ def _uncreated(ed, present):
 
 
 def _effective(opts, binpath, runner, config, main_text, main_data, version, rules):
-    """The effective config, from the first source in ``config_source`` that works (without our drop-in)."""
+    """The effective config, from the first source in ``config_source`` that works (without our drop-in);
+    of the main file as rendered when it has placeholders."""
+    if opts["placeholders"] and main_text:
+        main_text = render_placeholders(main_text, opts["placeholders"])
+        main_data = load(main_text, "%s (placeholders rendered)" % config)
     own_drop = None
     if opts["drop_in"]:
         drop_text = read_text(opts["drop_in"])
@@ -848,6 +874,7 @@ def validate(p, opts, binpath, runner=default_runner):
                 main_text = after[os.path.abspath(config)] or ""    # None: the file is deleted
             else:
                 main_text = read_text(config) or ""
+            main_text = render_placeholders(main_text, opts.get("placeholders"))   # bytes written keep them
             cand_drop = None
             if drop and after.get(os.path.abspath(drop)) is not None:
                 cand_drop = os.path.join(tmpdir, "drop-in.toml")
@@ -877,7 +904,7 @@ def validate(p, opts, binpath, runner=default_runner):
     if present:
         for name, binary in handler_binaries(opts).items():
             got = get_in(runtimes, (name, "options", "BinaryName"))
-            if got != binary:
+            if got != render_placeholders(binary, opts.get("placeholders")):
                 raise EngineError(
                     "containerd does not load the %s handler from the new config (it reports BinaryName %r); is "
                     "the CRI section shadowed by an imported file? Use drop_in to write beside it." % (name, got))

@@ -130,6 +130,16 @@ options:
   copy_options_from:
     description: Runtime whose table is copied. Default is the default runtime unless it is one of ours, else C(runc), else C(crun).
     type: str
+  placeholders:
+    description:
+      - Placeholders that a tool renders in O(config) before containerd reads it, each name (the literal text,
+        e.g. C(${RUNTIME})) mapped to the value it becomes, e.g. MicroK8s' C(containerd-template.toml), which
+        its snap renders into C(containerd.toml) at each start by plain replacement.
+      - Used only to read, decide and validate; the default runtime and the runtime a new handler copies
+        are the rendered names, and O(validate) loads a rendered copy of the candidate in a scratch folder.
+        The bytes written keep every placeholder as it was.
+      - Only with O(layout=in_place) (a drop-in beside O(config) would not be rendered). Default is none.
+    type: dict
   enable_cri:
     description:
       - Remove the CRI plugin from C(disabled_plugins) (Docker's C(containerd.io) ships C(disabled_plugins = ["cri"])).
@@ -221,6 +231,21 @@ EXAMPLES = r"""
     k0s_version: v1.36.3+k0s.0
     socket: /run/k0s/containerd.sock
     restart: none
+
+- name: MicroK8s' template, rendered by the snap at start (placeholders kept, read and validated rendered)
+  gpuops.nvidia.nvidia_containerd_runtime:
+    config: /var/snap/microk8s/current/args/containerd-template.toml
+    containerd_path: /snap/microk8s/current/bin/containerd
+    runtime_name: nvidia-container-runtime
+    placeholders:
+      ${SNAP}: /snap/microk8s/current
+      ${SNAP_DATA}: /var/snap/microk8s/current
+      ${SNAP_COMMON}: /var/snap/microk8s/common
+      ${RUNTIME}: runc
+      ${RUNTIME_TYPE}: io.containerd.runc.v2
+      ${SNAPSHOTTER}: overlayfs
+    service: snap.microk8s.daemon-containerd
+    socket: /var/snap/microk8s/common/run/containerd.sock
 
 - name: Docker's containerd.io ships the CRI plugin disabled
   gpuops.nvidia.nvidia_containerd_runtime:
@@ -322,6 +347,7 @@ def main():
             enable_cdi=dict(type="bool", default=False),
             cdi_spec_dirs=dict(type="list", elements="path"),
             copy_options_from=dict(type="str"),
+            placeholders=dict(type="dict"),
             enable_cri=dict(type="bool", default=False),
             validate=dict(type="bool", default=True),
             restart=dict(type="str", default="auto", choices=["auto", "systemd", "signal", "none"]),
