@@ -44,6 +44,7 @@ import re
 import shlex
 import subprocess
 
+from ansible_collections.gpuops.nvidia.plugins.module_utils.common import render_placeholders
 from ansible_collections.gpuops.nvidia.plugins.module_utils.service import (
     socket_answers, systemd_running, unit_active,
 )
@@ -886,11 +887,9 @@ def microk8s_values(node=None):
 
 
 def render_microk8s(text, values):
-    """The template as the snap renders it: each placeholder replaced (longest first, so ``${SNAP}`` never
-    eats the start of ``${SNAP_DATA}``; with the closing brace they cannot overlap anyway)."""
-    for k in sorted(values, key=len, reverse=True):
-        text = text.replace(k, values[k])
-    return text
+    """The template as the snap renders it: plain replacement of each placeholder (the containerd module's rule,
+    which also reads, decides and validates with ``placeholders``)."""
+    return render_placeholders(text, values)
 
 
 def reuse_handler(nvidia_binaries):
@@ -903,42 +902,15 @@ def reuse_handler(nvidia_binaries):
     return found[0] if found else None
 
 
-def _microk8s_edit_problem(e):
-    """Why the containerd module cannot edit this template safely yet (None when it can): with a placeholder as
-    ``default_runtime_name``, a containerd that replaces its built-in runtimes with the file's (1.x, or an
-    binary reading a version 1/2 file: MicroK8s not installed yet) makes the module add a table named after the
-    placeholder, which the snap renders into a second ``runc`` table (invalid TOML)."""
-    default = e["default_runtime"]
-    if not default or not MICROK8S_PLACEHOLDER_RE.search(default):
-        return None
-    if e["version"] is None and e["binary"]:
-        # there but not run (another facts root) or unreadable: the module reads it itself, and a template the
-        # snap cannot render is rolled back by the module's restart health check
-        return None
-    rules = versions.containerd(e["version"]).guess_for_file(e["config_version"] or 2)
-    if not rules.file_runtimes_replace_builtin:
-        return None
-    return ("%s: default_runtime_name = %r is rendered by the snap, and %s replaces its built-in runtimes with "
-            "the file's, so adding a handler would also add a %r table that the snap renders into a duplicate "
-            "(the containerd module does not resolve snap placeholders yet). Set nvidia_runtime_set_as_default "
-            "(the default then names the handler), or use a MicroK8s release bundling containerd 2.x."
-            % (e["config"], default, ("containerd %s" % e["version"]) if e["version"]
-               else "an unknown containerd (MicroK8s not installed: read as 1.x)", default))
-
-
 def _microk8s_copy_from(e, values):
-    """The runtime a new handler copies when the module cannot work it out: ``default_runtime_name`` is a
-    placeholder (the runtime the snap renders it to, unless that is an nvidia handler -- the old GPU addon --,
-    then runc), or names an nvidia handler (made default by an earlier run, over MicroK8s' ``${RUNTIME}``: runc,
-    what that renders to). None when the default is another plain name (the module's own choice applies)."""
+    """``runc`` when ``default_runtime_name``, as the snap renders it, is an nvidia handler (the old GPU addon's
+    ``${RUNTIME}``, or the handler made default by an earlier run): a new handler never wraps another nvidia
+    handler. None otherwise: the containerd module resolves the placeholders itself (the role passes it
+    ``placeholder_values``) and copies the runtime the default renders to."""
     default = e["default_runtime"]
-    nvidia = e["nvidia_runtimes"] or []
-    if not default or not (MICROK8S_PLACEHOLDER_RE.search(default) or default in nvidia):
-        return None
-    rendered = render_microk8s(default, values)
-    if rendered in (e["runtimes"] or []) and rendered not in nvidia:
-        return rendered
-    return "runc"
+    if default and render_microk8s(default, values) in set(e["nvidia_runtimes"] or []) | {NVIDIA_RUNTIME_BINARY}:
+        return "runc"
+    return None
 
 
 def engine_microk8s(node):
@@ -962,7 +934,6 @@ def engine_microk8s(node):
     e["placeholder_values"] = values
     e["reuse_handler"] = reuse_handler(e["nvidia_binaries"])
     e["copy_options_from"] = _microk8s_copy_from(e, values)
-    e["edit_problem"] = _microk8s_edit_problem(e) if e["config_exists"] else None
     return e
 
 

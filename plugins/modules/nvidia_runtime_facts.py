@@ -389,16 +389,10 @@ ansible_facts:
               type: str
             copy_options_from:
               description:
-                - MicroK8s only, the runtime a new handler copies when C(default_runtime_name) is a placeholder (the one
-                  the snap renders it to, C(runc) when that is an nvidia handler) or names an nvidia handler (C(runc));
-                  null when the default is another plain name.
-              type: str
-            edit_problem:
-              description:
-                - MicroK8s only, why the containerd module cannot add a handler to this template yet, or null. Set when
-                  C(default_runtime_name) is a placeholder and the containerd reading the template replaces its built-in
-                  runtimes with the file's (1.x, or unknown because MicroK8s is not installed); setting the handler as
-                  default avoids it.
+                - MicroK8s only, C(runc) when C(default_runtime_name), as the snap renders it, names an nvidia handler
+                  (the old GPU addon's C(${RUNTIME}), or the handler made default earlier), so that a new handler never
+                  wraps another one; null otherwise (the containerd module resolves the placeholders itself, given
+                  C(placeholder_values) as its C(placeholders)).
               type: str
         engine:
           description: Kind of the engine to configure, or null when none was found.

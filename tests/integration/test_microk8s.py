@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ def test_reuses_microk8s_handler_and_keeps_placeholders(tmp_path, builds, daemon
     template loads in the real containerd with the handler, runc and kata intact; check mode and a second run
     change nothing."""
     build = builds["2.1"]
-    tpl = node_tree(tmp_path, "containerd-template-v2-current-shape.toml")
+    tpl = node_tree(tmp_path, "containerd-template-v2-kata.toml")
     original = tpl.read_text()
     ev = mk8s_vars(tmp_path, build)
 
@@ -140,34 +141,50 @@ def test_adds_nvidia_when_the_template_has_no_gpu_handler(tmp_path, builds, daem
     assert set(runtimes) == {"runc", "nvidia"} and default == "runc"
 
 
-def test_containerd_1x_with_a_placeholder_default_is_refused_then_works_as_default(tmp_path, builds, daemon_factory):
-    """MicroK8s not installed yet (containerd unknown, read as 1.x, whose file runtimes replace the built-in
-    ones): adding a handler would also add a "${RUNTIME}" table that the snap renders into a second runc table.
-    The role stops saying so and changes nothing; with nvidia_runtime_set_as_default it works, and containerd
-    1.7 loads the rendered template with the handler as default."""
-    build = builds["1.7"]
-    tpl = node_tree(tmp_path, "containerd-template-v2-current-shape.toml", with_binary=False)
+@pytest.mark.parametrize("series, fixture", [
+    ("1.7", "containerd-template-v2-kata.toml"),
+    ("1.7", "containerd-template-v2-gpu.toml"),
+    ("2.1", "containerd-template-v2-crun.toml"),
+])
+def test_runtime_placeholder_default_works_without_set_as_default(tmp_path, builds, daemon_factory, series, fixture):
+    """default_runtime_name = "${RUNTIME}" and MicroK8s not installed (the facts cannot tell its containerd: read
+    as 1.x, whose file runtimes replace the built-in ones). The role passes the snap's values to the containerd
+    module, which resolves ${RUNTIME} to runc: no "${RUNTIME}" table is added (the snap would render it into a
+    second runc table), the module validates the rendered candidate with the real containerd, and the rendered
+    template loads in the real containerd with the handler, every other runtime and runc as default."""
+    build = builds[series]
+    tpl = node_tree(tmp_path, fixture, with_binary=False)
     original = tpl.read_text()
+    ev = mk8s_vars(tmp_path, build)
 
-    rc, out, err, dummy = run_role(tmp_path, mk8s_vars(tmp_path, build))
-    assert rc != 0 and "nvidia_runtime_set_as_default" in out and "default_runtime_name = '${RUNTIME}'" in out, out[-3000:]
+    rc, out, err, dummy = run_role(tmp_path, ev, check=True, diff=True)
+    assert_ok(rc, out, err)
     assert tpl.read_text() == original
 
-    rc, out, err, result = run_role(tmp_path, mk8s_vars(tmp_path, build, nvidia_runtime_set_as_default=True))
+    rc, out, err, result = run_role(tmp_path, ev)
     assert_ok(rc, out, err)
     text = tpl.read_text()
-    assert 'default_runtime_name = "nvidia-container-runtime"  # gpuops.nvidia: replaced "${RUNTIME}"' in text
+    assert result["engine_changed"] is True and result["low_level_runtime"] == "runc"
+    assert placeholder_lines(text) == placeholder_lines(original)   # the handler reused: no line added
+    assert 'default_runtime_name = "${RUNTIME}"\n' in text and '"${RUNTIME}"]' not in text
+    assert 'BinaryName = "%s"  # gpuops.nvidia: replaced "nvidia-container-runtime"' % NCR in text
+
     runtimes, default = loaded_runtimes(daemon_factory, build, render(tmp_path, tpl))
-    assert default == "nvidia-container-runtime"
+    assert default == "runc"
     assert runtimes["nvidia-container-runtime"]["options"]["BinaryName"] == NCR
-    assert {"runc", "kata"} <= set(runtimes)
+    assert set(runtimes) == set(tomllib.loads(facts.render_microk8s(original, facts.microk8s_values()))
+                                ["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"])
+
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    assert recap(out)["changed"] == 0 and tpl.read_text() == text
 
 
 def test_bootstrap_without_microk8s_and_the_audit(tmp_path):
     """The molecule microk8s_layout case on localhost: MicroK8s not installed (no containerd to ask), the handler
     as default. The audit playbook (check mode) predicts the change and writes nothing; the run keeps every other
     placeholder line; a second run and a check-mode run change nothing, and the audit then says configured."""
-    tpl = node_tree(tmp_path, "containerd-template-v2-current-shape.toml", with_binary=False)
+    tpl = node_tree(tmp_path, "containerd-template-v2-kata.toml", with_binary=False)
     original = tpl.read_text()
     ev = mk8s_vars(tmp_path, None, nvidia_runtime_set_as_default=True)
     ev["nvidia_runtime_microk8s_containerd_path"] = str(tmp_path / "node/snap/microk8s/current/bin/containerd")

@@ -553,28 +553,8 @@ def test_microk8s(tree):
     assert e["reuse_handler"] == "nvidia-container-runtime"   # MicroK8s' own handler is reused, not doubled
     assert e["placeholder_values"]["${SNAP_DATA}"] == "/var/snap/microk8s/current"
     assert e["placeholder_values"]["${RUNTIME}"] == "runc"
-    assert e["copy_options_from"] == "runc"   # what ${RUNTIME} renders to: the module cannot resolve it
-    assert e["edit_problem"] is None   # its containerd is there but not run (another root): the module reads it
-
-
-def _microk8s_containerd(version):
-    out = "containerd github.com/containerd/containerd/v2 v%s 0123abc\n" % version
-    return dict(run_binaries=True, query_units=False, runner=lambda argv: (0, out if argv[-1] == "--version" else "", ""))
-
-
-@pytest.mark.parametrize("version, problem", [("2.1.3", False), ("1.7.27", True), (None, True)])  # None: not installed
-def test_microk8s_edit_problem_follows_the_bundled_containerd(tree, version, problem):
-    """A ${RUNTIME} default: containerd 1.x (or unknown: MicroK8s absent) replaces its built-in runtimes with the
-    file's, so the module would add a table named "${RUNTIME}" that the snap renders into a second runc table."""
-    faketree.microk8s(tree, "v1.33.0")
-    if version is None:
-        tree.p("/snap/microk8s/6750/bin/containerd").unlink()
-    f, dummy = gather(tree, **_microk8s_containerd(version or "0"))
-    e = f["engines"]["microk8s"]
-    assert e["version"] == version
-    assert (e["edit_problem"] is not None) is problem
-    if problem:
-        assert "${RUNTIME}" in e["edit_problem"] and "nvidia_runtime_set_as_default" in e["edit_problem"]
+    assert e["copy_options_from"] is None   # ${RUNTIME} renders to runc: the module resolves it (placeholders)
+    assert "edit_problem" not in e   # nothing refused: the module reads the template as rendered
 
 
 def test_microk8s_without_a_gpu_handler_and_the_gpu_lock(tree):
@@ -594,12 +574,12 @@ def test_microk8s_plain_default_leaves_the_copy_source_to_the_module(tree):
     path = "/var/snap/microk8s/6750/args/containerd-template.toml"
     tree.file(path, tree.p(path).read_text().replace('"${RUNTIME}"', '"runc"'))
     e = gather(tree)[0]["engines"]["microk8s"]
-    assert e["copy_options_from"] is None and e["edit_problem"] is None and e["default_runtime"] == "runc"
+    assert e["copy_options_from"] is None and e["default_runtime"] == "runc"
 
 
 def test_microk8s_handler_made_default_still_copies_runc(tree):
-    """After a run with nvidia_runtime_set_as_default the default names the handler: the module's own choice would
-    be the replaced ${RUNTIME}, which it cannot resolve, so runc (what that renders to) is still given."""
+    """After a run with nvidia_runtime_set_as_default the default names the handler: a new handler copies runc,
+    never an nvidia handler."""
     faketree.microk8s(tree)
     path = "/var/snap/microk8s/6750/args/containerd-template.toml"
     tree.file(path, tree.p(path).read_text().replace(
