@@ -182,8 +182,9 @@ def test_runtime_placeholder_default_works_without_set_as_default(tmp_path, buil
 
 def test_bootstrap_without_microk8s_and_the_audit(tmp_path):
     """The molecule microk8s_layout case on localhost: MicroK8s not installed (no containerd to ask), the handler
-    as default. The audit playbook (check mode) predicts the change and writes nothing; the run keeps every other
-    placeholder line; a second run and a check-mode run change nothing, and the audit then says configured."""
+    as default. The audit playbook (check mode) predicts the change and writes nothing; site.yml applies it, keeping
+    every other placeholder line; a second run and a check-mode run change nothing, and the audit then says
+    configured."""
     tpl = node_tree(tmp_path, "containerd-template-v2-kata.toml", with_binary=False)
     original = tpl.read_text()
     ev = mk8s_vars(tmp_path, None, nvidia_runtime_set_as_default=True)
@@ -197,14 +198,18 @@ def test_bootstrap_without_microk8s_and_the_audit(tmp_path):
     assert_ok(rc, out, err)
     assert re.search(r"localhost: engine=microk8s .* would_change=True", out), out[-4000:]
     assert tpl.read_text() == original
+    (row,) = json.loads((tmp_path / "audit/report.json").read_text())["hosts"]
+    assert (row["engine"], row["drift"]) == ("microk8s", True) and row["state"] != "configured"
+    assert {c["file"]: c["change"] for c in row["changes"]} == {str(tpl): "modify"}
 
-    rc, out, err, result = run_role(tmp_path, ev)
+    rc, out, err = run_playbook(REPO_ROOT / "playbooks/site.yml", extravars=ev, inventory=inv)   # the real run
     assert_ok(rc, out, err)
     text = tpl.read_text()
     keep = [line for line in placeholder_lines(original) if "default_runtime_name" not in line]
     assert [line for line in placeholder_lines(text) if "default_runtime_name" not in line] == keep
     assert 'default_runtime_name = "nvidia-container-runtime"  # gpuops.nvidia: replaced "${RUNTIME}"' in text
-    assert result["restarted"] is False and "containerd-template.toml has nvidia-container-runtime" in out
+    assert "containerd-template.toml has nvidia-container-runtime" in out
+    assert "runtime config changed=True restarted=False" in out
 
     for check in (False, True):
         rc, out, err, dummy = run_role(tmp_path, ev, check=check)
