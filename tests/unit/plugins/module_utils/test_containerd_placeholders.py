@@ -60,11 +60,11 @@ def kept(original, text):
     return all(any(line == x for x in it) for line in placeholder_lines(original))
 
 
-def rendered(text, values=VALUES):
-    return tomlkit.parse(engine.render_placeholders(text, values)).unwrap()
+def rendered(text, values=None):
+    return tomlkit.parse(engine.render_placeholders(text, values or VALUES)).unwrap()
 
 
-def runtimes(text, values=VALUES):
+def runtimes(text, values=None):
     d = rendered(text, values)
     for k in RT:
         d = d[k]
@@ -123,11 +123,12 @@ def test_set_as_default_records_the_placeholder_and_absent_restores_it(tmp_path)
     text = cfg.read_text()
     assert 'default_runtime_name = "nvidia-container-runtime"  # gpuops.nvidia: replaced "${RUNTIME}"' in text
     assert changed(plan(cfg, **opts)) == []
-    p = plan(cfg, **dict(opts, set_as_default=False))   # back to the snap's default: runc once rendered
+    opts["set_as_default"] = False
+    p = plan(cfg, **opts)   # back to the snap's default: runc once rendered
     assert p.default_runtime == "runc"
     write(p)
     assert 'default_runtime_name = "${RUNTIME}"\n' in cfg.read_text()
-    write(plan(cfg, **dict(opts, state="absent")))
+    write(plan(cfg, state="absent", **opts))
     assert cfg.read_text() == original
 
 
