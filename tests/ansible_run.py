@@ -37,6 +37,7 @@ __all__ = [
     "BUILD_DIR",
     "ModuleResult",
     "ensure_collection_path",
+    "in_place_collections_root",
     "ansible_env",
     "run_module",
     "run_playbook",
@@ -44,12 +45,24 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- collection path
+def in_place_collections_root() -> Path | None:
+    """The folder holding ``ansible_collections/`` when the checkout already sits at
+    ``.../ansible_collections/gpuops/nvidia`` (the layout ansible-test requires), else None."""
+    if REPO_ROOT.parts[-3:] == ("ansible_collections", COLLECTION_NAMESPACE, COLLECTION_NAME):
+        return REPO_ROOT.parents[2]
+    return None
+
+
 def ensure_collection_path() -> Path:
     """Create ``.build/ansible_collections/gpuops/nvidia -> ../../..`` (idempotent, race-safe).
 
     Returns the folder to put on ``ANSIBLE_COLLECTIONS_PATH`` and ``sys.path`` (``.build``).
-    The link is relative, so the checkout can be moved.
+    The link is relative, so the checkout can be moved.  A checkout that already is
+    ``ansible_collections/gpuops/nvidia`` needs no link: the folder holding that is returned.
     """
+    in_place = in_place_collections_root()
+    if in_place is not None:
+        return in_place
     parent = COLLECTION_LINK.parent
     parent.mkdir(parents=True, exist_ok=True)
     target = os.path.relpath(REPO_ROOT, parent)  # "../../.."
@@ -96,8 +109,11 @@ def ansible_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def _ansible_cmd(tool: str) -> list[str]:
-    """``ansible-playbook`` of the interpreter running the tests (``python -m ansible playbook``)."""
-    return [sys.executable, "-m", "ansible", tool]
+    """``ansible-<tool>`` (playbook, galaxy...) of the interpreter running the tests, called through its
+    module ``ansible.cli.<tool>``: unlike ``python -m ansible <tool>`` this needs no installed
+    ansible-core distribution (under ``ansible-test units`` ansible is only on PYTHONPATH)."""
+    code = "import sys; from ansible.cli.%s import main; main(['ansible-%s'] + sys.argv[1:])" % (tool, tool)
+    return [sys.executable, "-c", code]
 
 
 # --------------------------------------------------------------------------- YAML generation

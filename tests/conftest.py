@@ -1,13 +1,19 @@
 """Session-wide set-up for every test under tests/.
 
 Runs at import time (pytest imports this file before collecting any test module), so test
-modules may import ``ansible_collections.gpuops.nvidia.plugins.module_utils.X`` at top level:
+modules may import ``ansible_collections.gpuops.nvidia.plugins.module_utils.X`` at top level.
 
-* ``.build/ansible_collections/gpuops/nvidia`` -> repo root (symlink, idempotent);
-* ``.build`` first on ``sys.path`` (plain Python imports of the collection);
-* ``ANSIBLE_COLLECTIONS_PATH`` starts with ``.build`` (Ansible subprocesses, and Ansible's
-  own collection loader if a test initialises it);
-* ``ANSIBLE_PYTHON_INTERPRETER`` = this interpreter, so modules see the venv's tomlkit.
+``tests/`` goes first on ``sys.path`` (``import ansible_run``, ``from fixtures.facts import ...``), and
+modules run by Ansible use this interpreter (``ANSIBLE_PYTHON_INTERPRETER``, so they see its tomlkit).
+The collection itself is found in one of three ways:
+
+* under ``ansible-test units`` (its ``ansible_pytest_collections`` plugin is loaded): the checkout
+  already is ``ansible_collections/gpuops/nvidia`` and ansible-test's collection loader and
+  ``ANSIBLE_COLLECTIONS_PATH`` serve it: nothing is changed (no symlink, no ``sys.path`` entry);
+* plain pytest in a checkout that sits at ``.../ansible_collections/gpuops/nvidia``: the folder
+  holding ``ansible_collections`` goes first on ``sys.path`` and ``ANSIBLE_COLLECTIONS_PATH``;
+* plain pytest anywhere else: ``.build/ansible_collections/gpuops/nvidia`` -> repo root (symlink,
+  idempotent), and ``.build`` goes first on both.
 """
 from __future__ import annotations
 
@@ -23,16 +29,36 @@ if str(_TESTS) not in sys.path:
 
 import ansible_run  # noqa: E402  (needs tests/ on sys.path first)
 
-BUILD_DIR = ansible_run.ensure_collection_path()
-if str(BUILD_DIR) not in sys.path:
-    sys.path.insert(0, str(BUILD_DIR))
-_paths = [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p and p != str(BUILD_DIR)]
-os.environ["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join([str(BUILD_DIR)] + _paths)
+# ansible-test loads its plugin (PYTEST_PLUGINS) before any conftest.
+UNDER_ANSIBLE_TEST = "ansible_pytest_collections" in sys.modules
+
+if UNDER_ANSIBLE_TEST:
+    COLLECTIONS_ROOT = ansible_run.in_place_collections_root()
+    if COLLECTIONS_ROOT is None:  # ansible-test refuses any other layout: say so if it ever changes
+        raise RuntimeError(f"ansible-test runs the tests in {ansible_run.REPO_ROOT}, not in an ansible_collections/gpuops/nvidia folder")
+else:
+    COLLECTIONS_ROOT = ansible_run.ensure_collection_path()
+    if str(COLLECTIONS_ROOT) not in sys.path:
+        sys.path.insert(0, str(COLLECTIONS_ROOT))
+    _paths = [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p and p != str(COLLECTIONS_ROOT)]
+    os.environ["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join([str(COLLECTIONS_ROOT)] + _paths)
 os.environ["ANSIBLE_PYTHON_INTERPRETER"] = sys.executable
 if ansible_run.ANSIBLE_CFG.is_file():
     os.environ.setdefault("ANSIBLE_CONFIG", str(ansible_run.ANSIBLE_CFG))
 
 FIXTURES_DIR = _TESTS / "fixtures"
+
+# Registered here, not in pytest.ini: ansible-test runs pytest with its own ini file (and --strict-markers).
+MARKERS = (
+    "integration: runs real binaries (containerd daemons, ansible-playbook)",
+    "slow: takes more than a few seconds",
+    "requires_root: needs uid 0",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +70,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def collections_path() -> Path:
     """Folder holding ``ansible_collections/gpuops/nvidia``."""
-    return BUILD_DIR
+    return COLLECTIONS_ROOT
 
 
 @pytest.fixture(scope="session")

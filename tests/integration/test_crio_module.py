@@ -1,7 +1,7 @@
 """gpuops.nvidia.nvidia_crio_runtime run through Ansible for real, on temp folders.
 
 No CRI-O build exists for this machine: the files are judged with an independent model of CRI-O's
-loading (tests/unit/test_crio_engine.py), and the reload/rollback path runs against stand-ins: a
+loading (tests/unit/plugins/module_utils/test_crio_engine.py), and the reload/rollback path runs against stand-ins: a
 ``crio`` whose ``status config`` prints what a fake ``systemctl reload`` "loaded", and a unix socket
 that answers. What a real CRI-O does on SIGHUP is NOT exercised here.
 """

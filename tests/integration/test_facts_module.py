@@ -2,7 +2,7 @@
 and against the real containerd 1.6 / 1.7 / 2.1 builds (version, config version, a live socket).
 
 The fake trees come from tests/fixtures/facts/faketree.py; the logic's own cases are in
-tests/unit/test_runtime_facts.py.
+tests/unit/plugins/module_utils/test_runtime_facts.py.
 """
 from __future__ import annotations
 

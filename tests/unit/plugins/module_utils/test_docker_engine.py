@@ -16,8 +16,9 @@ import pytest
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import docker as engine
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import EngineError
+from ansible_run import REPO_ROOT
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "docker"
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "docker"
 SAMPLES = sorted(p.name for p in FIXTURES.glob("*.json"))
 CFG = "/etc/docker/daemon.json"
 SIDE = CFG + ".gpuops-nvidia"

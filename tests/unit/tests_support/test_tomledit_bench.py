@@ -2,11 +2,12 @@
 import importlib.util
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from ansible_run import REPO_ROOT
+
+BENCH = REPO_ROOT / "bench"
 
 
 @pytest.fixture(scope="module")

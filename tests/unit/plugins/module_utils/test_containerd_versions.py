@@ -17,12 +17,13 @@ import tomlkit
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import containerd as engine
 from ansible_collections.gpuops.nvidia.plugins.module_utils import versions
-from test_containerd_engine import write_plan
+from ansible_collections.gpuops.nvidia.tests.unit.plugins.module_utils.test_containerd_engine import write_plan
+from ansible_run import REPO_ROOT
 
 CRI2 = ("plugins", "io.containerd.grpc.v1.cri")
 CRI3 = ("plugins", "io.containerd.cri.v1.runtime")
 NEW = ["2.0.11", "2.2.7", "2.3.4"]
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "containerd")
+FIXTURES = str(REPO_ROOT / "tests" / "fixtures" / "containerd")
 
 
 def fx(name):

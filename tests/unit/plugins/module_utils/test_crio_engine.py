@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as engine
 from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import TomlEditError
+from ansible_run import REPO_ROOT
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "crio"
+FIX = REPO_ROOT / "tests" / "fixtures" / "crio"
 NOBIN = "/nonexistent/crio"
 V131 = (1, 31, 3)
 NVIDIA = "/usr/bin/nvidia-container-runtime"

@@ -1,13 +1,13 @@
 """The toolkit config logic (module_utils/toolkit.py): requests in, exact bytes out."""
-from pathlib import Path
 
 import pytest
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import toolkit
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import TomlEditError
 from ansible_collections.gpuops.nvidia.plugins.module_utils.toolkit import ToolkitError, edit, split_key
+from ansible_run import REPO_ROOT
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "toolkit"
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "toolkit"
 DEBIAN = (FIXTURES / "config-debian.toml").read_text()
 UBUNTU = (FIXTURES / "config-ubuntu.toml").read_text()
 NVIDIA_CTK_DEFAULT = (FIXTURES / "nvidia-ctk-1.20-config-default.toml").read_text()

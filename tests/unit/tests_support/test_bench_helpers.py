@@ -1,10 +1,11 @@
 """bench/run.py's pure helpers (statistics, parsing, the table). No timing is asserted anywhere."""
 import importlib.util
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+from ansible_run import REPO_ROOT
+
+BENCH = REPO_ROOT / "bench" / "run.py"
 
 
 @pytest.fixture(scope="module")
