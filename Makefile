@@ -1,14 +1,16 @@
 # gpuops.nvidia: every set-up step lives here, so a fresh Debian/Ubuntu machine with
 # Python >= 3.11 needs only these two commands:
 #
-#   make test   venv + pinned deps, real containerd builds, unit + integration tests, ansible-lint
+#   make test   venv + pinned deps, real containerd builds, ansible-lint, ansible-test sanity + units,
+#               then molecule and the integration tests side by side (logs in .build/test-logs)
 #   make demo   venv + deps, then ansible-playbook playbooks/demo.yml with this collection
 #
 # Also: make unit | integration | lint | sanity | molecule | venv | deps | collection | fetch | clean | distclean
 #   make molecule  podman + systemd scenarios (MOLECULE_SCENARIOS='default k3s_layout')
 #   make sanity  ansible-test sanity on a copy of the checkout (SANITY_ARGS='--test pylint')
+#   make unit    ansible-test units on that copy (UNITS_ARGS='tests/unit/plugins/filter -v'); fails if none passed
 #   make bench   what a run costs, as ratios (bench/README.md; podman nodes, ~15 min; BENCH_ARGS='--only module')
-# Knobs: PYTHON=python3.12  PYTEST_ARGS='-k foo -x'  DEMO_ARGS='-v'  GPUOPS_CACHE=/path
+# Knobs: PYTHON=python3.12  PYTEST_ARGS='-k foo -x' (integration)  DEMO_ARGS='-v'  GPUOPS_CACHE=/path
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -23,6 +25,7 @@ REQUIREMENTS := requirements.txt requirements-test.txt
 STAMP := $(VENV)/.deps-stamp
 BUILD := $(CURDIR)/.build
 PYTEST_ARGS ?=
+UNITS_ARGS ?=
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
@@ -103,19 +106,28 @@ rc=0; "$(VPY)" -m pytest $(1) $(PYTEST_ARGS) || rc=$$?
 if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests in $(1) (exit 5): treated as a failure" >&2; fi
 endef
 
+# lint, sanity and units one after the other; then molecule (podman) and the integration tests (real
+# daemons on this host) at the same time: both mostly wait.  Their output is live, each line prefixed
+# with [molecule] / [integration], and kept in $(TEST_LOGS)/<name>.log.  Every step runs whatever
+# failed before; every failure is reported at the end and makes the target fail.
+TEST_LOGS := $(BUILD)/test-logs
 test: deps collection fetch
-	@lint_rc=0; $(MAKE) lint-only || lint_rc=$$?
-	sanity_rc=0; $(MAKE) sanity || sanity_rc=$$?
-	molecule_rc=0; $(MAKE) molecule || molecule_rc=$$?
-	echo "== pytest tests/ (unit + integration)"
-	$(call run_pytest,tests)
-	if [ $$lint_rc -ne 0 ]; then echo "error: ansible-lint failed (exit $$lint_rc), see above" >&2; fi
-	if [ $$sanity_rc -ne 0 ]; then echo "error: ansible-test sanity failed (exit $$sanity_rc), see above" >&2; fi
-	if [ $$molecule_rc -ne 0 ]; then echo "error: molecule failed (exit $$molecule_rc), see above" >&2; fi
-	if [ $$rc -ne 0 ]; then echo "error: pytest failed (exit $$rc)" >&2; exit $$rc; fi
-	if [ $$lint_rc -ne 0 ]; then exit $$lint_rc; fi
-	if [ $$sanity_rc -ne 0 ]; then exit $$sanity_rc; fi
-	exit $$molecule_rc
+	@failed=()
+	$(MAKE) lint-only || failed+=("ansible-lint (exit $$?)")
+	$(MAKE) sanity || failed+=("ansible-test sanity (exit $$?)")
+	$(MAKE) unit-only || failed+=("ansible-test units (exit $$?)")
+	mkdir -p "$(TEST_LOGS)"
+	echo "== molecule and pytest tests/integration in parallel (logs: $(TEST_LOGS))"
+	( $(MAKE) molecule 2>&1 | tee "$(TEST_LOGS)/molecule.log" | sed -u 's/^/[molecule] /' ) &
+	molecule_pid=$$!
+	integration_rc=0
+	( $(MAKE) integration-only 2>&1 | tee "$(TEST_LOGS)/integration.log" | sed -u 's/^/[integration] /' ) || integration_rc=$$?
+	molecule_rc=0; wait $$molecule_pid || molecule_rc=$$?
+	if [ $$integration_rc -ne 0 ]; then failed+=("pytest tests/integration (exit $$integration_rc, log $(TEST_LOGS)/integration.log)"); fi
+	if [ $$molecule_rc -ne 0 ]; then failed+=("molecule (exit $$molecule_rc, log $(TEST_LOGS)/molecule.log)"); fi
+	if [ $${#failed[@]} -eq 0 ]; then echo "== make test: all passed"; exit 0; fi
+	for f in "$${failed[@]}"; do echo "error: $$f failed" >&2; done
+	exit 1
 
 # Molecule scenarios on podman with real systemd (images and the stand-in repo built and cached)
 molecule: deps collection
@@ -127,11 +139,19 @@ sanity: deps
 	@echo "== ansible-test sanity"
 	SANITY_TRACKED_ONLY=$${SANITY_TRACKED_ONLY:-$${CI:+1}} scripts/sanity.sh $(SANITY_ARGS)
 
-unit: deps collection
-	@$(call run_pytest,tests/unit)
-	exit $$rc
+# ansible-test units on the sanity copy (scripts/units.sh): exit 1 as well when not one test passed.
+unit: deps
+	@$(MAKE) unit-only
+
+.PHONY: unit-only integration-only
+unit-only:
+	@echo "== ansible-test units"
+	SANITY_TRACKED_ONLY=$${SANITY_TRACKED_ONLY:-$${CI:+1}} scripts/units.sh $(UNITS_ARGS)
 
 integration: deps collection fetch
+	@$(MAKE) integration-only
+
+integration-only:
 	@$(call run_pytest,tests/integration)
 	exit $$rc
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `ansible-test sanity` for this checkout, offline-friendly and repeatable:
+# `ansible-test sanity` (or `units`) for this checkout, offline-friendly and repeatable:
 #   scripts/sanity.sh [extra ansible-test sanity options]   e.g.  --test validate-modules -v
+#   scripts/sanity.sh --units [extra ansible-test units options / test paths]   (what scripts/units.sh runs)
 #
 # 1. Copies the checkout's files (tracked plus untracked-but-not-ignored, as `git ls-files -co
 #    --exclude-standard` lists them: no .venv, .build, caches or tests/output) to
@@ -22,7 +23,14 @@
 # Extra options go to `ansible-test sanity` (--test NAME, --skip-test NAME, -v...), not --python:
 # the Pythons are chosen with --controller/--target-python, which exclude it.
 # Time here (2 cores): ~3-4 min the first time (sanity venvs from PyPI), ~1-1.5 min after that.
+#
+# --units: steps 1-3 alike, then `ansible-test units --venv --python $SANITY_CONTROLLER --requirements`
+# (a venv of that Python with ansible-test's pytest + tests/unit/requirements.txt from PyPI). Exit 0 only
+# when ansible-test passed AND its junit files count at least one passed test: a selection that collects
+# nothing ("All targets skipped", exit 0 from ansible-test) fails here.
 set -euo pipefail
+mode=sanity
+if [ "${1:-}" = --units ]; then mode=units; shift; fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${VENV:-$root/.venv}"
 case "$venv" in /*) ;; *) venv="$root/$venv" ;; esac
@@ -36,7 +44,7 @@ start=$SECONDS
 command -v git >/dev/null 2>&1 || { echo "error: git is required" >&2; exit 2; }
 
 # ------------------------------------------------------------------ shellcheck (optional)
-if ! command -v shellcheck >/dev/null 2>&1; then
+if [ "$mode" = sanity ] && ! command -v shellcheck >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== sanity: installing shellcheck"
     export DEBIAN_FRONTEND=noninteractive
@@ -54,7 +62,7 @@ pip_version="$(sed -n "s/^ *pip='\([0-9.]*\)',.*/\1/p" "$at_dir/_internal/python
 pip_version="${pip_version:-24.2}"
 get_pip="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"   # as ansible-test names it
 if [ ! -s "$get_pip" ]; then
-  echo "== sanity: installing the get-pip stand-in $get_pip"
+  echo "== $mode: installing the get-pip stand-in $get_pip"
   mkdir -p "$(dirname "$get_pip")"
   cat >"$get_pip.tmp" <<'EOF'
 # Stand-in for get-pip.py, written by gpuops.nvidia scripts/sanity.sh: ansible-test runs this
@@ -95,7 +103,40 @@ if [ ! -d "$dest/.git" ]; then
   git -C "$dest" init -q
 fi
 nfiles="$(git -C "$dest" ls-files -co --exclude-standard | wc -l)"
-echo "== sanity: $nfiles files copied to $dest"
+echo "== $mode: $nfiles files copied to $dest"
+
+# ------------------------------------------------------------------ units
+# shellcheck disable=SC2016  # Python source, no shell expansion wanted
+count_junit='
+import glob, os, sys
+import xml.etree.ElementTree as ET
+tests = bad = skipped = 0
+for path in glob.glob(os.path.join(sys.argv[1], "*-units.xml")):
+    root = ET.parse(path).getroot()
+    for suite in ([root] if root.tag == "testsuite" else root.iter("testsuite")):
+        tests += int(suite.get("tests", 0))
+        bad += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+        skipped += int(suite.get("skipped", 0))
+print(tests - bad - skipped, bad, skipped)
+'
+if [ "$mode" = units ]; then
+  junit="$dest/tests/output/junit"
+  log="$base/units.log"
+  rm -rf "$junit"
+  cd "$dest"
+  set +e
+  PATH="$venv/bin:$PATH" "$ansible_test" units --venv --python "$controller" --requirements --color no "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  read -r passed bad skipped <<<"$("$venv/bin/python" -c "$count_junit" "$junit")"
+  echo
+  echo "== units summary: ansible-test exit $rc after $((SECONDS - start))s: $passed passed, $bad failed, $skipped skipped (full log: $log)"
+  if [ "$rc" -eq 0 ] && [ "$passed" -eq 0 ]; then
+    echo "error: not one unit test passed: the selection collected nothing (or ansible-test saw no tests)" >&2
+    rc=1
+  fi
+  exit "$rc"
+fi
 
 # ------------------------------------------------------------------ target Pythons
 # The real executable of a working interpreter for version $1: pythonX.Y on PATH (a pyenv shim of
