@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -321,6 +322,35 @@ def containerd_vars(tmp_path: Path, build, config: Path, **extra) -> dict:
     })
     v.update(extra)
     return v
+
+
+def test_one_variable_points_the_role_into_a_sandbox(tmp_path, builds):
+    """nvidia_runtime_sandbox alone: a copy of a node's files (its containerd config and binary) is read as the
+    node, check mode shows the diff and writes nothing, a real run writes into the folder only, nothing restarts."""
+    build = builds["1.7"]
+    node = tmp_path / "node"
+    config = default_config(build, node / "etc/containerd/config.toml")
+    (node / "usr/bin").mkdir(parents=True)
+    shutil.copy2(build.containerd, node / "usr/bin/containerd")   # the node's containerd validates the result
+    ev = {"nvidia_runtime_sandbox": str(node), "sandbox_result_file": str(tmp_path / "result.json")}
+    before = tree(node)
+
+    rc, out, err, dummy = run_role(tmp_path, ev, check=True, diff=True)
+    assert_ok(rc, out, err)
+    assert "+++ after: %s" % config in out and "runtimes.nvidia]" in out
+    assert tree(node) == before, "check mode wrote something"
+
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    assert result["engine"] == "containerd" and result["engine_changed"] is True and result["restarted"] is False
+    assert result["files"] and all(f.startswith(str(node) + "/") for f in result["files"]), result["files"]
+    after = tree(node)
+    assert {k for k in after if after[k] != before.get(k)} == {"etc/containerd/config.toml"}
+    assert 'BinaryName = "/usr/bin/nvidia-container-runtime"' in config.read_text()   # node paths inside configs
+
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    assert recap(out)["changed"] == 0 and result["engine_changed"] is False
 
 
 def test_containerd_in_place_or_drop_in_verified_by_config_dump(tmp_path, build):
