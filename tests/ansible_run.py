@@ -81,11 +81,35 @@ def ensure_collection_path() -> Path:
     return BUILD_DIR
 
 
+def _full_ansible_dir() -> str | None:
+    """Under ``ansible-test units``, module and module_utils tests see an ``ansible`` package that holds only
+    ``module_utils`` (a symlink into the real one), so an Ansible subprocess could not start: a folder
+    holding a link to the real package, to put first on its PYTHONPATH.  None when ``ansible.cli`` imports."""
+    import importlib.util
+    if importlib.util.find_spec("ansible.cli") is not None:
+        return None
+    import ansible.module_utils
+    real = Path(os.path.realpath(list(ansible.module_utils.__path__)[0])).parent
+    folder = Path(tempfile.gettempdir()) / ("gpuops-ansible-%d" % os.getuid())
+    link = folder / "ansible"
+    if not link.is_symlink() or os.readlink(link) != str(real):
+        folder.mkdir(exist_ok=True)
+        tmp = folder / (".ansible.%d.tmp" % os.getpid())
+        if tmp.is_symlink():
+            tmp.unlink()
+        os.symlink(real, tmp)
+        os.replace(tmp, link)
+    return str(folder)
+
+
 def ansible_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for an Ansible subprocess: this checkout's collection path first, the
     current interpreter for modules, no colours, no retry files; ``env`` overrides."""
     build = str(ensure_collection_path())
     out = dict(os.environ)
+    full = _full_ansible_dir()
+    if full:
+        out["PYTHONPATH"] = os.pathsep.join([full] + [p for p in out.get("PYTHONPATH", "").split(os.pathsep) if p])
     paths = [p for p in out.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p and p != build]
     out["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join([build] + paths)
     out["ANSIBLE_PYTHON_INTERPRETER"] = sys.executable
