@@ -1075,22 +1075,25 @@ def select_engine(engines):
     return kind, len(candidates) > 1, candidates, reason
 
 
-def gather_toml_reader(node):
+def gather_toml_reader():
     """The TOML reader the modules use in this Python ({name, version}, both None without one), the node's
-    distribution words (/etc/os-release ID and ID_LIKE) and the packages that give it one (tomledit's table)."""
+    distribution words (the real /etc/os-release's ID and ID_LIKE: the Python that runs is the node's, whatever
+    the facts' root) and the packages that give it one (tomledit's table); ``missing``: the modules' message
+    when there is no reader (else None)."""
     info = tomledit.reader_info() or dict(name=None, version=None)
-    family = tomledit.os_release_words(node.p("/etc/os-release"))
-    info.update(family=family, packages=list(tomledit.reader_packages(family)))
+    family = tomledit.os_release_words()
+    info.update(family=family, packages=list(tomledit.reader_packages(family)),
+                missing=None if HAS_TOML_READER else tomledit.reader_missing_message(family=family))
     return info
 
 
 def gather(root="/", runner=None, run_binaries=None, query_units=None):
     """The ``nvidia_runtime`` facts for the node under ``root`` and a list of warnings."""
     node = Node(root, runner=runner, run_binaries=run_binaries, query_units=query_units)
-    reader = gather_toml_reader(node)
+    reader = gather_toml_reader()
     if not HAS_TOML_READER:
         node.warnings.append("TOML configs are not read (config_version, runtimes, nvidia_runtimes, default_runtime, "
-                             "cri_disabled are null): " + tomledit.reader_missing_message(family=reader["family"]))
+                             "cri_disabled are null): " + reader["missing"])
     gpus = gather_gpus(node)
     engines = {}
     for finder in ENGINE_FINDERS:

@@ -445,6 +445,9 @@ ansible_facts:
               type: list
               elements: str
               sample: [python3-tomli, python3-tomlkit]
+            missing:
+              description: Without a reader, the message the modules fail with (what was found, what is needed, what to install); else null.
+              type: str
 """
 
 import os

@@ -8,23 +8,42 @@
     config_view.py crio -- CMD ARGS...  the same for CRI-O (crio status --socket S config)
 
 Prints {"runtimes": {name: BinaryName|runtime_path|null}, "default_runtime": ..., "version": ...,
-"enable_cdi": ...}; on error {"error": "..."} and exit status 1. Needs tomllib (Python >= 3.11) or tomlkit
-(which the collection's modules need anyway).
+"enable_cdi": ...}; on error {"error": "..."} and exit status 1. Reads with the TOML reader the collection's
+modules use (the order of plugins/module_utils/tomledit.py READERS: tomllib, tomli, tomlkit, toml); a standalone
+script run with ``python -c``, so it cannot import the collection.
 """
 import json
 import subprocess
 import sys
 
-try:
-    import tomllib
 
-    def loads(text):
-        return tomllib.loads(text)
-except ImportError:
-    import tomlkit
+def _reader():
+    for name in ("tomllib", "tomli", "tomlkit", "toml"):
+        try:
+            mod = __import__(name)
+        except ImportError:
+            continue
+        if name == "tomlkit":
+            return lambda text: _plain(mod.parse(text))
+        return mod.loads
+    raise SystemExit(json.dumps({"error": "no TOML reader (tomllib, tomli, tomlkit, toml) in this Python"}))
 
-    def loads(text):
-        return tomlkit.parse(text).unwrap()
+
+def _plain(value):
+    """tomlkit items (any version: 0.9 has no unwrap) -> plain data: tables, arrays, bools, strings (enough here)."""
+    if hasattr(value, "items"):
+        return dict((str(k), _plain(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    inner = getattr(value, "value", value)
+    if isinstance(inner, bool):
+        return bool(inner)
+    if isinstance(value, str):
+        return str(value[:])
+    return inner
+
+
+loads = _reader()
 
 CRI_PATHS = {
     1: ("plugins", "cri"),
