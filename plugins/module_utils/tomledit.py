@@ -26,6 +26,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import re
 import sys
 
@@ -33,10 +34,11 @@ BOM = u"\ufeff"
 
 # -- reading: what the node has ---------------------------------------------------------------------
 # The TOML readers a node may have, in order of preference (first usable wins): the stdlib (3.11+),
-# tomli (fast, strict), tomlkit (slow on large files; its document is converted here, never unwrapped:
-# unwrap() is missing before 0.11 and 0.11.x mangles tables out of order), and the old ``toml``
-# package (python3-toml, the only one RHEL 8 ships for Python 3.6): it reads every fixture of the
-# tests exactly like tomllib, but it accepts some invalid documents, so it comes last.
+# tomli (fast, strict), tomlkit (slow on large files; its document is converted here by walking its
+# pairs, never unwrapped: unwrap() is missing before 0.11, and the mapping view of 0.9 / 0.11 loses keys
+# of tables out of order), and the old ``toml`` package (python3-toml, the only one RHEL 8 ships for
+# Python 3.6): it reads every fixture of the tests exactly like tomllib, but it reads TOML 0.5 (an array
+# of mixed types is refused as malformed, never misread) and accepts some invalid documents: it comes last.
 READERS = (
     ("tomllib", None),
     ("tomli", (1, 0)),
@@ -102,21 +104,61 @@ def _pick_reader():
 
 def _tomlkit_loads(text):
     import tomlkit
-    return _plain(tomlkit.parse(text))
+    return _merge_body(tomlkit.parse(text).body, {})
+
+
+def _is_table(item):
+    return hasattr(getattr(item, "value", None), "body") and not isinstance(item, list)
+
+
+def _merge_body(body, out):
+    """A tomlkit container's body (its (key, item) pairs, any version from 0.7) -> plain data.
+
+    Walks the pairs themselves, never ``unwrap()`` (missing before 0.11) nor the mapping view: 0.9 and 0.11
+    lose keys of tables out of order there (``[a.b]`` ... ``[c]`` ... ``[a.d]``), 0.11.7 raises 'Key "runc"
+    already exists'. The pieces of a table are merged; those of an array of tables are appended.
+    """
+    for key, item in body:
+        if key is None:      # blank lines, comments
+            continue
+        k = _plain_key(key)
+        if type(item).__name__ == "AoT":
+            elements = out.setdefault(k, [])
+            for table in item.body:
+                elements.append(_merge_body(table.value.body, {}))
+        elif _is_table(item):
+            sub = out.get(k)
+            if not isinstance(sub, dict):
+                sub = out[k] = {}
+            _merge_body(item.value.body, sub)
+        else:
+            out[k] = _plain(item)
+    return out
 
 
 def _plain(value):
-    """tomlkit items (any version from 0.7) -> plain Python data, without ``unwrap()``."""
-    if hasattr(value, "items") and callable(value.items):
-        return dict((_plain_key(k), _plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "AoT":
+    """One tomlkit value (array, inline table, scalar) -> plain Python."""
+    if _is_table(value):
+        return _merge_body(value.value.body, {})
+    if isinstance(value, list):
         return [_plain(v) for v in value]
-    for t in (bool, int, float):
-        if isinstance(value, t) or isinstance(getattr(value, "value", None), t):
-            return t(getattr(value, "value", value)) if t is bool else t(value)
+    inner = getattr(value, "value", value)
+    if isinstance(inner, bool) or isinstance(value, bool):
+        return bool(inner)
+    for t in (int, float):
+        if isinstance(value, t):
+            return t(value)
     if isinstance(value, str):
         return str(value[:])
-    return getattr(value, "value", value)   # date, time, datetime: the python object itself
+    for t in (datetime.datetime, datetime.date, datetime.time):   # tomlkit's subclasses -> the stdlib's
+        if isinstance(value, t):
+            if t is datetime.datetime:
+                return datetime.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                                         value.microsecond, value.tzinfo)
+            if t is datetime.date:
+                return datetime.date(value.year, value.month, value.day)
+            return datetime.time(value.hour, value.minute, value.second, value.microsecond, value.tzinfo)
+    return inner
 
 
 def _plain_key(key):

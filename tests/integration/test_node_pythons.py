@@ -47,6 +47,8 @@ NODES = [
     ("debian13", "3.13.0", ["tomlkit==0.13.2"], "tomllib"),
 ]
 BARE = [("rhel8-bare", "3.6.15", [], None), ("el-3.9-bare", "3.9.18", [], None)]
+# the module through Ansible on the distributions' own combos (the reader test covers every node)
+MODULE_NODES = [n for n in NODES if n[0] not in ("ubuntu2204-tomlkit0117", "rhel8-tomli")]
 OLD_PYTHONS = ("3.6", "3.7")   # ansible-core 2.19 does not manage them
 
 
@@ -121,6 +123,50 @@ def reader_of(python: Path) -> str | None:
     return None if out == "none" else out
 
 
+OUT_OF_ORDER = [   # tables out of order: tomlkit 0.9/0.11 lose keys in their mapping view, 0.11.7 raises on some
+    'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\nruntime_type = "x"\n[plugins.other]\n'
+    'a = 1\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\nSystemdCgroup = true\n'
+    '[plugins."io.containerd.grpc.v1.cri".containerd]\ndefault_runtime_name = "runc"\n',
+    '[a.b]\nx = 1\n[c]\ny = 2\n[a.d]\nz = 3\n[a]\nw = 4\n',
+    'a.b.c = 1\na.d = "x"\n[t]\nx.y = [1, {p = 2, q.r = 3}]\n[[arr]]\nk = 1\n[[arr]]\nk = 2\n[arr.sub]\ns = true\n',
+]
+
+
+def _fixture_texts() -> list[str]:
+    shared = Path("/work/shared/fixtures")
+    files = sorted((REPO / "tests" / "fixtures").rglob("*.toml")) + (sorted(shared.rglob("*.toml")) if shared.is_dir() else [])
+    return [p.read_text(encoding="utf-8") for p in files] + OUT_OF_ORDER
+
+
+@pytest.mark.parametrize("node", NODES, ids=[n[0] for n in NODES])
+def test_the_node_reader_reads_every_fixture_like_tomllib(node):
+    """Every fixture and the out-of-order tables, read by the node's reader (whichever it is), equal tomllib's
+    data (types included: JSON tells true from 1 and 1.0 from 1)."""
+    import tomllib
+    python = node_python(node)
+    texts = _fixture_texts()
+    code = ("import json, sys; sys.path.insert(0, %r)\n"
+            "from ansible_collections.gpuops.nvidia.plugins.module_utils import tomledit\n"
+            "def read(t):\n"
+            "    try:\n"
+            "        return tomledit.load(t)\n"
+            "    except tomledit.TomlEditError as e:\n"
+            "        return {'refused': str(e)}\n"
+            "print(json.dumps([read(t) for t in json.load(sys.stdin)], sort_keys=True, default=repr))"
+            % str(REPO / ".build"))
+    res = subprocess.run([str(python), "-c", code], input=json.dumps(texts), capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    want = [json.loads(json.dumps(tomllib.loads(t.lstrip("\ufeff")), sort_keys=True, default=repr)) for t in texts]
+    got = json.loads(res.stdout)
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        if node[3] == "toml" and texts[i] == OUT_OF_ORDER[-1]:
+            # toml 0.10 reads TOML 0.5: an array of mixed types (TOML 1.0) is refused, never misread
+            assert g["refused"].startswith("malformed TOML in <string>:"), g
+            continue
+        assert g == w, "text %d read differently by %s" % (i, node[3])
+
+
 def _args(cfg: Path, **kw) -> dict:
     a = dict(config=str(cfg), containerd_path="/nonexistent/containerd", config_source=["file"], config_version=2,
              validate=False, restart="none")
@@ -128,7 +174,7 @@ def _args(cfg: Path, **kw) -> dict:
     return a
 
 
-@pytest.mark.parametrize("node", NODES, ids=[n[0] for n in NODES])
+@pytest.mark.parametrize("node", MODULE_NODES, ids=[n[0] for n in MODULE_NODES])
 def test_containerd_module_on_the_distributions_python(node, tmp_path):
     python = node_python(node)
     assert reader_of(python) == node[3]

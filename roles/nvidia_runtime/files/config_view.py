@@ -29,18 +29,40 @@ def _reader():
     raise SystemExit(json.dumps({"error": "no TOML reader (tomllib, tomli, tomlkit, toml) in this Python"}))
 
 
-def _plain(value):
-    """tomlkit items (any version: 0.9 has no unwrap) -> plain data: tables, arrays, bools, strings (enough here)."""
-    if hasattr(value, "items"):
-        return dict((str(k), _plain(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    inner = getattr(value, "value", value)
-    if isinstance(inner, bool):
-        return bool(inner)
-    if isinstance(value, str):
-        return str(value[:])
-    return inner
+def _plain(doc):
+    """A tomlkit document (any version: 0.9 has no unwrap, 0.9/0.11 lose keys of tables out of order in their
+    mapping view) -> plain data, walking its (key, item) pairs as tomledit.py does."""
+    def is_table(item):
+        return hasattr(getattr(item, "value", None), "body") and not isinstance(item, list)
+
+    def merge(body, out):
+        for key, item in body:
+            if key is None:
+                continue
+            k = str(getattr(key, "key", key)[:])
+            if type(item).__name__ == "AoT":
+                out.setdefault(k, []).extend(merge(t.value.body, {}) for t in item.body)
+            elif is_table(item):
+                if not isinstance(out.get(k), dict):
+                    out[k] = {}
+                merge(item.value.body, out[k])
+            else:
+                out[k] = value(item)
+        return out
+
+    def value(item):
+        if is_table(item):
+            return merge(item.value.body, {})
+        if isinstance(item, list):
+            return [value(x) for x in item]
+        inner = getattr(item, "value", item)
+        if isinstance(inner, bool):
+            return bool(inner)
+        if isinstance(item, str):
+            return str(item[:])
+        return inner
+
+    return merge(doc.body, {})
 
 
 loads = _reader()

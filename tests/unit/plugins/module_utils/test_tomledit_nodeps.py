@@ -318,3 +318,26 @@ def test_reader_packages_per_distribution(family, pkgs):
 def test_old_tomlkit_is_reported_unusable(monkeypatch):
     monkeypatch.setattr(tomledit, "_import_reader", lambda name: ("0.6.0", None) if name == "tomlkit" else None)
     assert tomledit._pick_reader() == (None, ["tomlkit 0.6.0"])
+
+
+OUT_OF_ORDER = [
+    'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\nruntime_type = "x"\n[plugins.other]\n'
+    'a = 1\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\nSystemdCgroup = true\n'
+    '[plugins."io.containerd.grpc.v1.cri".containerd]\ndefault_runtime_name = "runc"\n',
+    '[a.b]\nx = 1\n[c]\ny = 2\n[a.d]\nz = 3\n[a]\nw = 4\n',
+    'a.b.c = 1\na.d = "x"\n[t]\nx.y = [1, {p = 2, q.r = 3}]\nd = 1979-05-27T07:32:00Z\nf = 1.0\n[[arr]]\nk = 1\n'
+    '[[arr]]\nk = 2\n[arr.sub]\ns = true\n',
+]
+
+
+@pytest.mark.parametrize("text", OUT_OF_ORDER)
+def test_the_tomlkit_reader_walks_tables_out_of_order(text):
+    """tomlkit's document converted by walking its pairs: the same data as tomllib, types included (the
+    mapping view of tomlkit 0.9 / 0.11 loses keys here; tests/integration/test_node_pythons.py runs them)."""
+    import tomllib
+    pytest.importorskip("tomlkit")
+    got = tomledit._tomlkit_loads(text)
+    want = tomllib.loads(text)
+    assert got == want and tomledit.same_value(got, want)
+    types = [(p, type(v)) for p, v in walk(got)]
+    assert types == [(p, type(v)) for p, v in walk(want)]   # stdlib types, not tomlkit's subclasses
