@@ -341,3 +341,15 @@ def test_the_tomlkit_reader_walks_tables_out_of_order(text):
     assert got == want and tomledit.same_value(got, want)
     types = [(p, type(v)) for p, v in walk(got)]
     assert types == [(p, type(v)) for p, v in walk(want)]   # stdlib types, not tomlkit's subclasses
+
+
+def test_facts_report_the_reader_and_the_message(monkeypatch):
+    from ansible_collections.gpuops.nvidia.plugins.module_utils import facts
+    info = facts.gather_toml_reader()
+    assert (info["name"], info["missing"]) == (tomledit.READER[0], None) and isinstance(info["packages"], list)
+    monkeypatch.setattr(tomledit, "READER", None)
+    monkeypatch.setattr(facts, "HAS_TOML_READER", False)
+    monkeypatch.setattr(tomledit, "os_release_words", lambda path="/etc/os-release": "rhel centos fedora")
+    info = facts.gather_toml_reader()
+    assert (info["name"], info["version"], info["packages"]) == (None, None, ["python3-toml", "python3-tomli"])
+    assert info["missing"].startswith("no TOML reader") and "Install python3-toml or python3-tomli on this node" in info["missing"]
