@@ -12,7 +12,8 @@ class ModuleDocFragment(object):
 
     DOCUMENTATION = r"""
 requirements:
-  - tomlkit >= 0.12 on the managed node
+  - a TOML reader in the managed node's Python, Python >= 3.11 (tomllib) or one of tomli >= 1.0, tomlkit >= 0.7, toml >= 0.10
+  - on Pythons before 3.11 the distribution's python3-tomli, python3-tomlkit or python3-toml (the nvidia_runtime role installs one)
 attributes:
   check_mode:
     support: full

@@ -14,11 +14,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service
-from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import HAS_TOMLKIT, TOMLKIT_IMPORT_ERROR
+from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service, tomledit
 
 
 def argument_spec(**own):
@@ -61,11 +59,18 @@ class _Job(object):
         self.module.exit_json(**self.result)
 
 
+def require_toml_reader(module):
+    """Fail (nothing read, nothing changed) with the one message when the node has no TOML reader."""
+    missing = tomledit.reader_missing()
+    if missing:
+        module.fail_json(msg=missing, changed=False)
+
+
 def run(module, adapter_class):
     """Run the module with the engine's ``adapter_class`` (a service.RuntimeAdapter); ``module`` is
     built from :func:`argument_spec`."""
-    if adapter_class.requires_tomlkit and not HAS_TOMLKIT:
-        module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
+    if adapter_class.reads_toml:
+        require_toml_reader(module)
     job = _Job(module, adapter_class())
     if module.check_mode:   # reads only: no lock needed
         _execute(job)

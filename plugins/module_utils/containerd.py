@@ -33,8 +33,8 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (  # n
     handler_names, is_zero, layout_for, parse_version, pick_source, prune_zero, read_binary_version, read_text,
     render_placeholders, require_tables, runtime_headers, which,
 )
-from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (  # tomlkit: None when absent
-    REPLACED, Editor, TomlEditError, TomlText, detect_step, load, tomlkit,
+from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
+    REPLACED, Editor, TomlEditError, TomlText, detect_step, load, render_tables,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service, versions
 from ansible_collections.gpuops.nvidia.plugins.module_utils.versions import CRI_PATHS, CRI_PLUGIN_IDS
@@ -835,16 +835,7 @@ def _patch_imports(ed, opts, present, config, drop):
 
 def _render_section(path, section):
     """A copy of a table (plain data) as TOML text under its full path."""
-    doc = tomlkit.document()
-    node = doc
-    for p in path[:-1]:
-        t = tomlkit.table(is_super_table=True)
-        node[p] = t
-        node = t
-    node[path[-1]] = section
-    text = doc.as_string()
-    # keep it readable and stable
-    return text.lstrip("\n")
+    return render_tables(path, section)
 
 
 __all__ = ["plan", "validate", "ContainerdPlan", "Plan", "FileChange", "EngineError", "DEFAULTS", "CRI_PATHS",
@@ -997,7 +988,7 @@ class Adapter(service.RuntimeAdapter):
     """nvidia_containerd_runtime: validation with ``containerd config dump``, ``restart: signal``, CRI health."""
 
     errors = (EngineError, TomlEditError)
-    requires_tomlkit = True
+    reads_toml = True
 
     def _opts(self, params):
         opts = dict((k, params[k]) for k in DEFAULTS)

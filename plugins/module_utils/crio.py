@@ -877,7 +877,7 @@ class Adapter(service.RuntimeAdapter):
     reload or restart (the restart rule, RESTART_FOR)."""
 
     errors = (EngineError, TomlEditError)
-    requires_tomlkit = True
+    reads_toml = True
     outside = "config_dir"      # CRI-O loads every file in config_dir, hidden temp files and backups too
 
     def plan(self, job):

@@ -28,7 +28,8 @@ Inside the tier the active engines (unit active or socket answering) are the can
 the tier. One candidate: it is the engine. Several: ``engine_ambiguous`` is true, a warning is given and
 the first one in the preference order ``ENGINE_ORDER`` is picked.
 
-tomlkit missing: the TOML configs cannot be read, their fields are ``None`` and a warning says so;
+No TOML reader on the node (see ``tomledit.READERS``): the TOML configs cannot be read, their fields are
+``None`` and a warning (``tomledit.reader_missing_message``) says so;
 everything else (devices, driver, binaries, versions, sockets, Docker's JSON) still works.
 """
 
@@ -48,19 +49,16 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.common import render
 from ansible_collections.gpuops.nvidia.plugins.module_utils.service import (
     socket_answers, systemd_running, unit_active,
 )
+from ansible_collections.gpuops.nvidia.plugins.module_utils import tomledit
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
-    HAS_TOMLKIT, TomlEditError, load as toml_load,
+    HAS_TOML_READER, TomlEditError, load as toml_load,
 )
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import versions
 from ansible_collections.gpuops.nvidia.plugins.module_utils.versions import CRI_PATHS, CRI_PLUGIN_IDS
 
-if HAS_TOMLKIT:  # the engines edit with tomlkit: without it they are not imported (and no TOML is read)
-    from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import read_binary_version
-    from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as crio_rules
-else:  # pragma: no cover - exercised on nodes without tomlkit (then no TOML is read at all)
-    read_binary_version = None
-    crio_rules = None
+from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import read_binary_version
+from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as crio_rules
 
 NVIDIA_VENDOR = 0x10de
 DISTRIBUTIONS = ("k0s", "k3s", "rke2", "microk8s")
@@ -553,9 +551,9 @@ def _activity(node, e, sockets):
 
 
 def _load_toml(node, path, e):
-    """Plain data of a TOML file; None when missing, unreadable, malformed (config_error) or no tomlkit."""
+    """Plain data of a TOML file; None when missing, unreadable, malformed (config_error) or no TOML reader."""
     text = node.read(path)
-    if text is None or not HAS_TOMLKIT:
+    if text is None or not HAS_TOML_READER:
         return None
     try:
         return toml_load(text, path)
@@ -643,7 +641,7 @@ def _containerd_config(node, e, main, extra_files=(), subst=None, tmpl_regex_fil
         for m in _TEMPLATE_NVIDIA_RE.finditer(node.read(f) or ""):
             if m.group(1) not in nvidia:
                 nvidia.append(m.group(1))
-    if HAS_TOMLKIT and not e["config_error"]:
+    if HAS_TOML_READER and not e["config_error"]:
         e["runtimes"] = sorted(runtimes)
         e["nvidia_runtimes"] = sorted(nvidia)
         e["nvidia_binaries"] = dict((n, runtimes.get(n)) for n in nvidia)
@@ -664,18 +662,13 @@ def _containerd_version(node, e, path, dpkg=None):
     (``containerd.read_binary_version``) when programs may run, else the owning dpkg package."""
     if not path:
         return
-    if node.run_binaries and read_binary_version is not None:
+    if node.run_binaries:
         try:
             v = read_binary_version(node.p(path), node.runner)
         except Exception:  # noqa: BLE001 - EngineError or an odd runner failure: fall back to files
             v = None
         if v:
             e["version"], e["version_source"] = ".".join(str(x) for x in v), "binary"
-            return
-    elif node.run_binaries:  # no tomlkit, so no containerd.py: the generic parser
-        v, src = _binary_version(node, path)
-        if v:
-            e["version"], e["version_source"] = v, src
             return
     if dpkg:
         pkg, v = node.dpkg_owner_version(path, dpkg)
@@ -956,7 +949,7 @@ def engine_crio(node):
         d = _load_toml(node, f, e)
         if d is not None:
             docs.append((f, d))
-    if HAS_TOMLKIT and not e["config_error"]:
+    if HAS_TOML_READER and not e["config_error"]:
         # the module's merge rules (crio.py), over the files as found under the facts' root
         try:
             m = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", e["version"] or "")
@@ -966,7 +959,7 @@ def engine_crio(node):
             e["config_error"] = str(err)
             node.warnings.append("crio: %s" % err)
             view = None
-    if HAS_TOMLKIT and not e["config_error"]:
+    if HAS_TOML_READER and not e["config_error"]:
         runtimes = dict((name, table.get("runtime_path") if isinstance(table.get("runtime_path"), str) else None)
                         for name, table in view.runtimes.items() if view.origin.get(name) != crio_rules.BUILTIN)
         nvidia = sorted(n for n in runtimes if n.startswith("nvidia"))
@@ -1053,13 +1046,25 @@ def select_engine(engines):
     return kind, len(candidates) > 1, candidates, reason
 
 
+def gather_toml_reader():
+    """The TOML reader the modules use in this Python ({name, version}, both None without one), the node's
+    distribution words (the real /etc/os-release's ID and ID_LIKE: the Python that runs is the node's, whatever
+    the facts' root) and the packages that give it one (tomledit's table); ``missing``: the modules' message
+    when there is no reader (else None)."""
+    info = tomledit.reader_info() or dict(name=None, version=None)
+    family = tomledit.os_release_words()
+    info.update(family=family, packages=list(tomledit.reader_packages(family)),
+                missing=None if HAS_TOML_READER else tomledit.reader_missing_message(family=family))
+    return info
+
+
 def gather(root="/", runner=None, run_binaries=None, query_units=None):
     """The ``nvidia_runtime`` facts for the node under ``root`` and a list of warnings."""
     node = Node(root, runner=runner, run_binaries=run_binaries, query_units=query_units)
-    if not HAS_TOMLKIT:
-        node.warnings.append("tomlkit is not installed on this node: TOML configs are not read (config_version, "
-                             "runtimes, nvidia_runtimes, default_runtime, cri_disabled are null); "
-                             "install python3-tomlkit for full facts")
+    reader = gather_toml_reader()
+    if not HAS_TOML_READER:
+        node.warnings.append("TOML configs are not read (config_version, runtimes, nvidia_runtimes, default_runtime, "
+                             "cri_disabled are null): " + reader["missing"])
     gpus = gather_gpus(node)
     engines = {}
     for finder in ENGINE_FINDERS:
@@ -1082,5 +1087,6 @@ def gather(root="/", runner=None, run_binaries=None, query_units=None):
         "engine_ambiguous": ambiguous,
         "engine_candidates": candidates,
         "engine_reason": reason,
+        "toml_reader": reader,
     }
     return facts, node.warnings

@@ -206,7 +206,7 @@ class RuntimeAdapter(object):
     """
 
     errors = ()               # the engine's bad-input errors: the module fails with their text
-    requires_tomlkit = False  # the module fails with Ansible's missing_required_lib message without it
+    reads_toml = False        # without a TOML reader on the node the module fails with tomledit.reader_missing_message()
     outside = None            # params key of a folder no temp file or backup may go into (CRI-O)
 
     def lock_paths(self, params):

@@ -5,7 +5,7 @@
 
 A TOML parser is used to *understand* a file (validate, read values; see :func:`load`) and a small line
 lexer to locate its tables and values; the edits themselves are exact line operations, so that every
-byte we do not own stays as it was and every edit can be undone (tomlkit renders the values we write):
+byte we do not own stays as it was and every edit can be undone (:func:`render_value` writes the values):
 
 * a value we changed keeps the original text in a trailing comment:
   ``default_runtime_name = "nvidia"  # gpuops.nvidia: replaced "runc"``
@@ -15,9 +15,9 @@ byte we do not own stays as it was and every edit can be undone (tomlkit renders
 ``undo_value`` and ``remove_table`` use these records to restore the original bytes exactly. Every edit
 re-reads the result, so a change that would produce invalid TOML is refused instead of written.
 
-Reading goes through :func:`load` (stdlib ``tomllib`` where present, else ``tomli``, else tomlkit):
-tomlkit is slow on large files and quadratic on tables out of order, so it is not used to read whole
-documents when a fast parser is available. Lines end with LF or CRLF only (TOML's line ends): text is
+Reading goes through :func:`load`, with what the node has (stdlib ``tomllib``, else ``tomli``, else
+tomlkit, else ``toml``: see :data:`READERS`); no module needs tomlkit. Where none is there,
+:func:`reader_missing_message` is the one message that says what to install. Lines end with LF or CRLF only (TOML's line ends): text is
 never split with ``str.splitlines``, which also splits on U+2028, U+0085, form feed... A leading
 UTF-8 BOM (U+FEFF) is kept as a prefix: reads ignore it, edits keep it.
 """
@@ -26,29 +26,205 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import re
-
-try:
-    import tomlkit
-    from tomlkit.exceptions import ParseError as _TomlParseError
-    HAS_TOMLKIT = True
-    TOMLKIT_IMPORT_ERROR = None
-except ImportError as _e:  # pragma: no cover - exercised on nodes without tomlkit
-    tomlkit = None
-    _TomlParseError = Exception
-    HAS_TOMLKIT = False
-    TOMLKIT_IMPORT_ERROR = _e
-
-try:  # a fast read-only parser: stdlib (3.11+), else tomli, else none (tomlkit reads)
-    import tomllib as _fast_toml
-except ImportError:  # pragma: no cover - depends on the node's Python
-    try:
-        import tomli as _fast_toml
-    except ImportError:
-        _fast_toml = None
+import sys
 
 BOM = u"\ufeff"
-HAS_TOML_READER = _fast_toml is not None or HAS_TOMLKIT   # load() works (tomllib/tomli need no tomlkit)
+
+# -- reading: what the node has ---------------------------------------------------------------------
+# The TOML readers a node may have, in order of preference (first usable wins): the stdlib (3.11+),
+# tomli (fast, strict), tomlkit (slow on large files; its document is converted here by walking its
+# pairs, never unwrapped: unwrap() is missing before 0.11, and the mapping view of 0.9 / 0.11 loses keys
+# of tables out of order), and the old ``toml`` package (python3-toml, the only one RHEL 8 ships for
+# Python 3.6): it reads every fixture of the tests exactly like tomllib, but it reads TOML 0.5 (an array
+# of mixed types is refused as malformed, never misread) and accepts some invalid documents: it comes last.
+READERS = (
+    ("tomllib", None),
+    ("tomli", (1, 0)),
+    ("tomlkit", (0, 7)),
+    ("toml", (0, 10)),
+)
+
+# The distribution packages that give a node one (one home: the facts module reports the one for the
+# node, the role installs it, the modules' error names it). Names as the distributions spell them:
+# Debian 12/13 and Ubuntu 22.04/24.04 ship python3-tomli and python3-tomlkit; RHEL 8 (Python 3.6) and
+# RHEL 9 ship python3-toml in AppStream (python3-tomli only from EPEL/CRB). Python >= 3.11 (Debian 12+,
+# Ubuntu 24.04, RHEL 10) needs nothing.
+READER_PACKAGES = (
+    ("Debian", ("python3-tomli", "python3-tomlkit")),
+    ("Ubuntu", ("python3-tomli", "python3-tomlkit")),
+    ("RedHat", ("python3-toml", "python3-tomli")),
+    ("Suse", ("python3-toml",)),
+)
+READER_PIP = "tomli"   # the pip/mirror spec (pure Python, no dependencies, supports Python 3.6 from 1.2)
+
+
+def _version_tuple(text):
+    out = []
+    for part in re.split(r"[.+-]", str(text or "")):
+        if not part.isdigit():
+            break
+        out.append(int(part))
+    return tuple(out)
+
+
+def _import_reader(name):
+    """(version, loads) of one reader, or None when it is not importable."""
+    if name == "tomllib":
+        try:
+            import tomllib
+        except ImportError:
+            return None
+        return "%d.%d.%d" % sys.version_info[:3], tomllib.loads
+    try:
+        mod = __import__(name)
+    except ImportError:
+        return None
+    version = getattr(mod, "__version__", None)
+    if name == "tomlkit":
+        return version, _tomlkit_loads
+    return version, mod.loads
+
+
+def _pick_reader():
+    """(name, version, loads) of the first usable reader, and the unusable ones found ('tomlkit 0.6.0')."""
+    unusable = []
+    for name, minimum in READERS:
+        got = _import_reader(name)
+        if got is None:
+            continue
+        version, loads = got
+        if minimum and version is not None and _version_tuple(version) < minimum:
+            unusable.append("%s %s" % (name, version))
+            continue
+        return (name, version, loads), unusable
+    return None, unusable
+
+
+def _tomlkit_loads(text):
+    import tomlkit
+    return _merge_body(tomlkit.parse(text).body, {})
+
+
+def _is_table(item):
+    return hasattr(getattr(item, "value", None), "body") and not isinstance(item, list)
+
+
+def _merge_body(body, out):
+    """A tomlkit container's body (its (key, item) pairs, any version from 0.7) -> plain data.
+
+    Walks the pairs themselves, never ``unwrap()`` (missing before 0.11) nor the mapping view: 0.9 and 0.11
+    lose keys of tables out of order there (``[a.b]`` ... ``[c]`` ... ``[a.d]``), 0.11.7 raises 'Key "runc"
+    already exists'. The pieces of a table are merged; those of an array of tables are appended.
+    """
+    for key, item in body:
+        if key is None:      # blank lines, comments
+            continue
+        k = _plain_key(key)
+        if type(item).__name__ == "AoT":
+            elements = out.setdefault(k, [])
+            for table in item.body:
+                elements.append(_merge_body(table.value.body, {}))
+        elif _is_table(item):
+            sub = out.get(k)
+            if not isinstance(sub, dict):
+                sub = out[k] = {}
+            _merge_body(item.value.body, sub)
+        else:
+            out[k] = _plain(item)
+    return out
+
+
+def _plain(value):
+    """One tomlkit value (array, inline table, scalar) -> plain Python."""
+    if _is_table(value):
+        return _merge_body(value.value.body, {})
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    inner = getattr(value, "value", value)
+    if isinstance(inner, bool) or isinstance(value, bool):
+        return bool(inner)
+    for t in (int, float):
+        if isinstance(value, t):
+            return t(value)
+    if isinstance(value, str):
+        return str(value[:])
+    for t in (datetime.datetime, datetime.date, datetime.time):   # tomlkit's subclasses -> the stdlib's
+        if isinstance(value, t):
+            if t is datetime.datetime:
+                return datetime.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                                         value.microsecond, value.tzinfo)
+            if t is datetime.date:
+                return datetime.date(value.year, value.month, value.day)
+            return datetime.time(value.hour, value.minute, value.second, value.microsecond, value.tzinfo)
+    return inner
+
+
+def _plain_key(key):
+    return str(getattr(key, "key", key)[:])
+
+
+READER, READER_UNUSABLE = _pick_reader()
+HAS_TOML_READER = READER is not None
+
+
+def reader_info():
+    """The reader the modules use on this node: {name, version} (None when there is none)."""
+    if READER is None:
+        return None
+    return dict(name=READER[0], version=READER[1])
+
+
+def reader_packages(family):
+    """The distribution packages that give a node of ``family`` (Ansible's os_family or /etc/os-release
+    ID / ID_LIKE words) a TOML reader; () when unknown."""
+    words = [w.lower() for w in re.split(r"[\s,]+", family or "") if w]
+    for name, pkgs in READER_PACKAGES:
+        if name.lower() in words:
+            return pkgs
+    aliases = dict(rhel="RedHat", centos="RedHat", fedora="RedHat", rocky="RedHat", almalinux="RedHat",
+                   ol="RedHat", sles="Suse", opensuse="Suse", suse="Suse")
+    for w in words:
+        if w in aliases:
+            return dict(READER_PACKAGES)[aliases[w]]
+    return ()
+
+
+def os_release_words(path="/etc/os-release"):
+    """ID and ID_LIKE of /etc/os-release as one string ("ubuntu debian"); "" when unreadable."""
+    words = []
+    try:
+        with open(path) as f:
+            for line in f:
+                k, _sep, v = line.strip().partition("=")
+                if k in ("ID", "ID_LIKE"):
+                    words.append(v.strip("\"'"))
+    except (IOError, OSError):
+        return ""
+    return " ".join(words)
+
+
+def reader_missing_message(python=None, found=None, family=None):
+    """The one message for a node without a TOML reader: the Python found, what is needed, and the
+    package to install (this node's distribution first, when known), or the mirror option."""
+    python = python or "%d.%d.%d" % sys.version_info[:3]
+    found = READER_UNUSABLE if found is None else found
+    family = os_release_words() if family is None else family
+    here = reader_packages(family)
+    per_family = "; ".join("%s: %s" % (name, " or ".join(pkgs)) for name, pkgs in READER_PACKAGES)
+    return ("no TOML reader in the node's Python %s (%s)%s. The modules need one of: Python >= 3.11 (tomllib), "
+            "tomli >= 1.0, tomlkit >= 0.7, toml >= 0.10. %s(per distribution: %s), or from a mirror: "
+            "pip install %s (air-gapped: pip install --no-index --find-links <dir> %s)"
+            % (python, sys.executable or "python", (", found unusable: %s" % ", ".join(found)) if found else "",
+               ("Install %s on this node " % " or ".join(here)) if here else "Install the distribution's package ",
+               per_family, READER_PIP, READER_PIP))
+
+
+def reader_missing():
+    """None when the node has a TOML reader, else :func:`reader_missing_message` (the one check)."""
+    return None if READER is not None else reader_missing_message()
+
 
 MARK = "gpuops.nvidia:"
 ADDED = "# gpuops.nvidia: added"
@@ -82,81 +258,123 @@ def strip_bom(text):
     return text[1:] if text[:1] == BOM else text
 
 
-def parse(text, name="<string>"):
-    """Parse TOML with tomlkit (a document to inspect or re-render); a syntax error names the file and
-    line. A leading BOM is ignored. To read values only, :func:`load` is much faster."""
-    try:
-        return tomlkit.parse(strip_bom(text))
-    except Exception as e:  # ParseError; tomlkit raises other errors too for some invalid documents
-        raise _malformed(e, name)
-
-
 def _malformed(e, name, text=None):
     where, msg = name, str(e)
-    if isinstance(e, _TomlParseError):
-        line = getattr(e, "line", None)
-        col = getattr(e, "col", None)
-        if line:
-            where = "%s:%s" % (name, line)
-        if col:
-            where += ":%s" % col
-    else:
-        m = _FAST_ERR_RE.match(msg)
-        if m:   # tomllib / tomli: "Invalid value (at line 3, column 5)" or "... (at end of document)"
-            msg = m.group(1)
-            if m.group(2):
-                where = "%s:%s:%s" % (name, m.group(2), m.group(3))
-            else:
-                if text is not None:
-                    where = "%s:%d" % (name, len(split_lines(text)) or 1)
-                msg += " at the end of the file"
+    line = getattr(e, "line", None) or getattr(e, "lineno", None)   # tomlkit; toml
+    col = getattr(e, "col", None) or getattr(e, "colno", None)
+    m = _FAST_ERR_RE.match(msg)
+    if m:   # tomllib / tomli: "Invalid value (at line 3, column 5)" or "... (at end of document)"
+        msg = m.group(1)
+        if m.group(2):
+            where = "%s:%s:%s" % (name, m.group(2), m.group(3))
+        else:
+            if text is not None:
+                where = "%s:%d" % (name, len(split_lines(text)) or 1)
+            msg += " at the end of the file"
+    elif line:
+        where = "%s:%s" % (name, line) + (":%s" % col if col else "")
+        msg = getattr(e, "msg", None) or _TOML_POS_RE.sub("", msg)
     return TomlEditError("malformed TOML in %s: %s" % (where, msg))
 
 
 _FAST_ERR_RE = re.compile(r"^(.*?) \((?:at line (\d+), column (\d+)|at end of document)\)$", re.S)
+_TOML_POS_RE = re.compile(r" (?:\(line \d+ column \d+ char \d+\)|at line \d+ col \d+)$")
 
 
 def load(text, name="<string>"):
     """TOML text -> plain Python data (dict/list/str/int/bool/float/datetime), read only.
 
-    Uses stdlib ``tomllib`` (Python 3.11+), else ``tomli``, else tomlkit's parse + unwrap: the same
-    data either way; a syntax error is a TomlEditError "malformed TOML in <name>:<line>:<col>: ...".
-    A leading BOM is ignored.
+    Uses the node's reader (:data:`READER`: stdlib ``tomllib``, else ``tomli``, else tomlkit, else
+    ``toml``): the same data whichever it is; a syntax error is a TomlEditError "malformed TOML in
+    <name>:<line>:<col>: ...". A leading BOM is ignored. No reader: a TomlEditError with
+    :func:`reader_missing_message`.
     """
     text = strip_bom(text)
-    if _fast_toml is None:
-        if tomlkit is None:
-            raise TomlEditError("cannot read %s: no TOML parser on this node (install tomlkit)" % name)
-        return parse(text, name).unwrap()
+    if READER is None:
+        raise TomlEditError("cannot read %s: %s" % (name, reader_missing_message()))
     try:
-        return _fast_toml.loads(text)
-    except Exception as e:  # TOMLDecodeError (and anything else the parser raises on a bad document)
+        return READER[2](text)
+    except Exception as e:  # TOMLDecodeError, ParseError (and anything else a parser raises on a bad document)
         raise _malformed(e, name, text)
 
 
-def unwrap(value):
-    """tomlkit item -> plain Python (dict/list/str/int/bool/float)."""
-    if hasattr(value, "unwrap"):
-        return value.unwrap()
-    return value
+# -- rendering: the values and keys we write -------------------------------------------------------
+# Written by hand because no distribution ships a TOML writer usable here: tomli-w is not packaged for
+# Debian 12, Ubuntu 22.04 or RHEL 8/9, ``toml``'s writer quotes differently, and tomlkit (which rendered
+# these values in earlier releases) is what this module must not need. The output is byte for byte
+# what tomlkit >= 0.12 rendered for every value we write (scalars, arrays, inline tables, the tables of
+# a copied section), so files written by earlier releases stay unchanged on a second run (the unit
+# tests compare both renderers over every fixture). Basic strings escape like tomlkit: backslash,
+# double quote, the control characters (short forms \b \t \n \f \r, else \uXXXX) and DEL.
+_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+_ESCAPED_RE = re.compile(u'[\x00-\x1f\x7f"\\\\]')
+
+
+def _escape(match):
+    ch = match.group(0)
+    return _SHORT_ESCAPES.get(ch) or "\\u%04x" % ord(ch)
+
+
+def render_string(text):
+    """A TOML basic string."""
+    return '"' + _ESCAPED_RE.sub(_escape, text) + '"'
 
 
 def render_value(value):
-    """One-line TOML text for a plain Python value."""
-    text = tomlkit.item(value).as_string()
-    if "\n" in text:
-        if isinstance(value, dict):
-            return "{" + ", ".join("%s = %s" % (render_key(k), render_value(v)) for k, v in value.items()) + "}"
-        if isinstance(value, list):
-            return "[" + ", ".join(render_value(v) for v in value) + "]"
-        raise TomlEditError("cannot render %r on one line" % (value,))
-    return text
+    """One-line TOML text for a plain Python value (tables render inline)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join("%s = %s" % (render_key(k), render_value(v)) for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(render_value(v) for v in value) + "]"
+    if hasattr(value, "isoformat"):   # datetime, date, time
+        return value.isoformat()
+    if isinstance(value, type(u"")) or isinstance(value, str):
+        return render_string(value)
+    raise TomlEditError("cannot render %r as a TOML value" % (value,))
 
 
 def render_key(key):
     if _BARE_RE.match(key):
         return key
-    return tomlkit.item(key).as_string()
+    return render_string(key)
+
+
+def _is_aot(value):
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def render_tables(path, data):
+    """The table ``path`` holding ``data`` (plain data) as a TOML document, as tomlkit renders one: the
+    table's values first, then its sub-tables and arrays of tables, each header after a blank line; a
+    table holding only tables (or the parents of ``path``) gets no header of its own."""
+    out = []
+
+    def table(p, d, aot, first_in_element):
+        values = [(k, v) for k, v in d.items() if not isinstance(v, dict) and not _is_aot(v)]
+        subs = [(k, v) for k, v in d.items() if isinstance(v, dict) or _is_aot(v)]
+        header = ".".join(render_key(x) for x in p)
+        if aot:
+            out.append("\n[[%s]]\n" % header)
+        elif values or not subs:
+            out.append(("" if first_in_element else "\n") + "[%s]\n" % header)
+        for k, v in values:
+            out.append("%s = %s\n" % (render_key(k), render_value(v)))
+        for i, (k, v) in enumerate(subs):
+            first = aot and not values and i == 0
+            if isinstance(v, dict):
+                table(p + (k,), v, False, first)
+            else:
+                for elem in v:
+                    table(p + (k,), elem, True, False)
+
+    table(tuple(path), data, False, False)
+    return "".join(out).lstrip("\n")
 
 
 def same_value(a, b):
@@ -411,14 +629,6 @@ class TomlText(object):
         self.lines = list(lines)
         self.headers = list(headers)
         self.nl = "\r\n" if "\r\n" in body else "\n"
-
-    @property
-    def doc(self):
-        """The tomlkit document (parsed on first use: reads go through ``data``)."""
-        doc = self.__dict__.get("_doc")
-        if doc is None:
-            doc = self.__dict__["_doc"] = parse(self.text, self.name)
-        return doc
 
     # -- structure -------------------------------------------------------------------------------
     def header(self, path):

@@ -38,7 +38,9 @@ description:
 author:
   - gpuops.nvidia developers (@gpuops)
 requirements:
-  - tomlkit >= 0.12 on the managed node for the TOML configs; without it those fields are null and a warning is given.
+  - a TOML reader in the managed node's Python, Python >= 3.11 (tomllib) or one of tomli >= 1.0, tomlkit >= 0.7, toml >= 0.10
+  - on Pythons before 3.11 the distribution's python3-tomli, python3-tomlkit or python3-toml (the nvidia_runtime role installs one)
+  - without a reader the TOML configs' fields are null and a warning is given (see RV(ansible_facts.nvidia_runtime.toml_reader))
 extends_documentation_fragment:
   - action_common_attributes
   - action_common_attributes.facts
@@ -245,7 +247,7 @@ ansible_facts:
               for example C(engines.k0s.drop_in_dir). Each value holds the fields below; every field is always present.
             - Found means its binary, its distribution's binary or its systemd unit file exists (k3s/RKE2 also their
               C(data) folder, MicroK8s its snap folder or template); leftover config files alone do not count.
-            - Config-derived fields are null when the config could not be read (no tomlkit, malformed file, see C(config_error)).
+            - Config-derived fields are null when the config could not be read (no TOML reader, malformed file, see C(config_error)).
           type: dict
           returned: always
           contains:
@@ -412,6 +414,34 @@ ansible_facts:
           description: Why RV(ansible_facts.nvidia_runtime.engine) was picked.
           type: str
           returned: always
+        toml_reader:
+          description:
+            - The TOML reader the modules use in the node's Python (the first found of tomllib, tomli, tomlkit >= 0.7,
+              toml >= 0.10), and the distribution packages that give a node without one a reader.
+            - The role skips its install step when RV(ansible_facts.nvidia_runtime.toml_reader.name) is set.
+          type: dict
+          returned: always
+          contains:
+            name:
+              description: tomllib, tomli, tomlkit or toml; null when the node's Python has none.
+              type: str
+              sample: tomllib
+            version:
+              description: Its version (for tomllib, Python's).
+              type: str
+              sample: 3.11.2
+            family:
+              description: ID and ID_LIKE of C(/etc/os-release), space separated.
+              type: str
+              sample: ubuntu debian
+            packages:
+              description: The distribution packages that provide a reader on this node, preferred first (empty when unknown).
+              type: list
+              elements: str
+              sample: [python3-tomli, python3-tomlkit]
+            missing:
+              description: Without a reader, the message the modules fail with (what was found, what is needed, what to install); else null.
+              type: str
 """
 
 import os

@@ -34,7 +34,8 @@ description:
 author:
   - gpuops.nvidia developers (@gpuops)
 requirements:
-  - tomlkit >= 0.12 on the managed node
+  - a TOML reader in the managed node's Python, Python >= 3.11 (tomllib) or one of tomli >= 1.0, tomlkit >= 0.7, toml >= 0.10
+  - on Pythons before 3.11 the distribution's python3-tomli, python3-tomlkit or python3-toml (the nvidia_runtime role installs one)
 extends_documentation_fragment: []
 attributes:
   check_mode:
@@ -177,12 +178,11 @@ backup_file:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
-    HAS_TOMLKIT, TOMLKIT_IMPORT_ERROR, TomlEditError,
-)
+from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import TomlEditError
+from ansible_collections.gpuops.nvidia.plugins.module_utils._runtime_flow import require_toml_reader
 from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
 from ansible_collections.gpuops.nvidia.plugins.module_utils import toolkit
 
@@ -228,8 +228,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not HAS_TOMLKIT:
-        module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
+    require_toml_reader(module)
     result = dict(changed=False, path=module.params["path"], backup_file=None)
     if module.check_mode:   # reads only: no lock needed
         run(module, result)

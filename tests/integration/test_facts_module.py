@@ -1,4 +1,4 @@
-"""nvidia_runtime_facts for real: through Ansible (check mode, fake roots), without tomlkit on the node,
+"""nvidia_runtime_facts for real: through Ansible (check mode, fake roots), without a TOML reader on the node,
 and against the real containerd 1.6 / 1.7 / 2.1 builds (version, config version, a live socket).
 
 The fake trees come from tests/fixtures/facts/faketree.py; the logic's own cases are in
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -98,20 +97,18 @@ def test_module_on_this_host():
     assert not r["failed"], r.get("msg")
     f = r["ansible_facts"]["nvidia_runtime"]
     assert f["root"] == "/" and isinstance(f["engines"], dict) and f["gpu_count"] == len(f["gpus"])
+    assert f["toml_reader"]["name"] == "tomllib" and f["toml_reader"]["missing"] is None   # the test venv: 3.11
 
 
-def _python_without_tomlkit():
-    for py in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if os.access(py, os.X_OK) and subprocess.run([py, "-c", "import tomlkit"], capture_output=True, check=False).returncode:
-            return py
-    return None
+def _python_without_a_toml_reader():
+    """A Python 3.9 with no TOML reader at all (the cached bare node of test_node_pythons.py)."""
+    import test_node_pythons
+    return str(test_node_pythons.node_python(test_node_pythons.BARE[1]))
 
 
 @pytest.mark.integration
-def test_module_without_tomlkit_on_the_node(tree, tmp_path):
-    py = _python_without_tomlkit()
-    if py is None:
-        pytest.skip("no Python without tomlkit on this machine")
+def test_module_without_a_toml_reader_on_the_node(tree, tmp_path):
+    py = _python_without_a_toml_reader()
     gpu_k0s_node(tree)
     faketree.docker(tree, '{"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}}')
     out = tmp_path / "result.json"
@@ -121,7 +118,7 @@ def test_module_without_tomlkit_on_the_node(tree, tmp_path):
 - hosts: localhost
   gather_facts: false
   tasks:
-    - name: facts with a node Python that lacks tomlkit
+    - name: facts with a node Python that has no TOML reader
       gpuops.nvidia.nvidia_runtime_facts:
         root: %s
       register: r
@@ -146,7 +143,8 @@ def test_module_without_tomlkit_on_the_node(tree, tmp_path):
     assert f["engines"]["docker"]["nvidia_runtimes"] == ["nvidia"]  # JSON needs no tomlkit
     assert f["driver"]["version"] == "550.54.14" and f["gpu_count"] == 1
     assert f["engine"] == "k0s"
-    assert any("tomlkit" in w for w in r["warnings"])
+    assert f["toml_reader"]["name"] is None and f["toml_reader"]["missing"].startswith("no TOML reader")
+    assert any("no TOML reader in the node's Python 3.9" in w for w in r["warnings"])
 
 
 # ---------------------------------------------------------------------------------------------- real containerd

@@ -137,7 +137,7 @@ def test_distribution_vars_files_exist():
                  "RedHat_8", "RedHat_9", "RedHat"):
         data = yaml.safe_load((ROLE / "vars" / (name + ".yml")).read_text())
         assert data["__nvidia_runtime_pkg_mgr"] in ("apt", "dnf"), name
-        assert "__nvidia_runtime_tomlkit_packages" in data, name
+        assert "__nvidia_runtime_pip_packages" in data, name   # the TOML reader's package comes from the facts
 
 
 # --------------------------------------------------------------------------------------------- k0s (bootstrap)
@@ -281,30 +281,79 @@ def test_k0s_upgrade_135_to_136_rewrites_the_drop_in_before_the_upgrade(tmp_path
     assert layout.preflight() == {}
 
 
-def test_tomlkit_pip_fallback_in_a_bare_python(tmp_path):
-    """The node's Python lacks tomlkit (a fresh virtualenv here): the role installs it with pip (a virtualenv
-    gets no distribution package and no --break-system-packages) and the module then runs with it."""
+def _bare_python(tmp_path: Path, version: str = "3.10.13") -> str:
+    """A fresh virtualenv of a Python < 3.11 without any TOML reader (a virtualenv gets no distribution package)."""
     import subprocess
+    base = Path.home() / ".pyenv/versions" / version / "bin/python"
+    if not base.is_file():
+        pytest.skip("no Python %s under ~/.pyenv" % version)
     node_venv = tmp_path / "node-python"
-    subprocess.run([sys.executable, "-m", "venv", str(node_venv)], check=True, capture_output=True)
+    subprocess.run([str(base), "-m", "venv", str(node_venv)], check=True, capture_output=True)
     py = str(node_venv / "bin/python")
-    assert subprocess.run([py, "-c", "import tomlkit"], capture_output=True, check=False).returncode != 0
-    probe = subprocess.run([py, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp_path / "dl"), "tomlkit>=0.12"],
-                           capture_output=True, text=True, timeout=300, check=False)
-    if probe.returncode != 0:
-        pytest.skip("PyPI not reachable for the pip fallback: " + probe.stderr[-500:])
+    for mod in ("tomllib", "tomli", "tomlkit", "toml"):
+        assert subprocess.run([py, "-c", "import " + mod], capture_output=True, check=False).returncode != 0, mod
+    return py
+
+
+def _node_inventory(tmp_path: Path, py: str) -> Path:
     inv = tmp_path / "inventory.yml"
     inv.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": py}}}}))
-    ev = k0s_vars(tmp_path, nvidia_runtime_k0s_version="1.33.0", nvidia_runtime_tomlkit_install=True)
+    return inv
+
+
+def test_toml_reader_pip_in_a_bare_python(tmp_path):
+    """The node's Python (3.10) has no TOML reader and no distribution package can serve a virtualenv: with
+    nvidia_runtime_toml_pip the role installs tomli with pip, the facts are read again and the module runs."""
+    import subprocess
+    py = _bare_python(tmp_path)
+    probe = subprocess.run([py, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp_path / "dl"), "tomli"],
+                           capture_output=True, text=True, timeout=300, check=False)
+    if probe.returncode != 0:
+        pytest.skip("PyPI not reachable for pip: " + probe.stderr[-500:])
+    inv = _node_inventory(tmp_path, py)
+    ev = k0s_vars(tmp_path, nvidia_runtime_k0s_version="1.33.0", nvidia_runtime_tomlkit_install=True,
+                  nvidia_runtime_toml_pip=True)
     rc, out, err = run_playbook(PLAYBOOK, extravars=ev, inventory=inv)
     assert_ok(rc, out, err)
-    assert re.search(r"TASK \[[^\]]*Install tomlkit with pip \(fallback\)\][^\n]*\n(changed|ok): ", out), out[-5000:]
-    assert subprocess.run([py, "-c", "import tomlkit"], capture_output=True, check=False).returncode == 0
+    assert re.search(r"TASK \[[^\]]*Install a TOML reader with pip \(nvidia_runtime_toml_pip\)\][^\n]*\n(changed|ok): ", out), out[-5000:]
+    assert subprocess.run([py, "-c", "import tomli"], capture_output=True, check=False).returncode == 0
     assert (tmp_path / "etc/k0s/containerd.d/nvidia.toml").is_file()
     rc, out, err = run_playbook(PLAYBOOK, extravars=ev, inventory=inv)
     assert_ok(rc, out, err)
     assert recap(out)["changed"] == 0
+    # the facts report tomli now: the install step is skipped
+    assert not re.search(r"TASK \[[^\]]*Install a TOML reader with pip[^\n]*\n(changed|ok): ", out), out[-5000:]
+
+
+GUIDANCE = "no TOML reader in the node's Python 3.10.13"
+
+
+def test_no_reader_without_pip_stops_with_the_modules_guidance(tmp_path):
+    """pip not allowed (the default) and no package for a virtualenv: the role stops before any edit with the
+    modules' own message (what was found, what is needed, the package per distribution) and what it may do."""
+    py = _bare_python(tmp_path)
+    ev = k0s_vars(tmp_path, nvidia_runtime_k0s_version="1.33.0", nvidia_runtime_tomlkit_install=True)
+    rc, out, err = run_playbook(PLAYBOOK, extravars=ev, inventory=_node_inventory(tmp_path, py))
+    assert rc != 0
+    assert GUIDANCE in out and "Python >= 3.11 (tomllib)" in out and "nvidia_runtime_toml_pip: true allows it" in out, out[-3000:]
+    assert "Stop when the node still has no TOML reader" in out
+    assert not (tmp_path / "etc/k0s/containerd.d/nvidia.toml").exists()
+
+
+def test_air_gapped_pip_failure_ends_in_the_same_guidance(tmp_path):
+    """pip allowed but nothing to install from (an empty wheel folder, --no-index): the pip error is turned
+    into the same guidance, nothing is edited."""
+    py = _bare_python(tmp_path)
+    (tmp_path / "wheels").mkdir()
+    ev = k0s_vars(tmp_path, nvidia_runtime_k0s_version="1.33.0", nvidia_runtime_tomlkit_install=True,
+                  nvidia_runtime_toml_pip=True,
+                  nvidia_runtime_toml_pip_extra_args="--no-index --find-links %s" % (tmp_path / "wheels"))
+    rc, out, err = run_playbook(PLAYBOOK, extravars=ev, inventory=_node_inventory(tmp_path, py))
+    assert rc != 0
+    assert "Installing a TOML reader failed (Install a TOML reader with pip" in out, out[-3000:]
+    assert GUIDANCE in out and "pip is allowed" in out
+    assert not (tmp_path / "etc/k0s/containerd.d/nvidia.toml").exists()
 
 
 # --------------------------------------------------------------------------------------------- stock containerd

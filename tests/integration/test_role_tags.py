@@ -32,7 +32,7 @@ PLAYBOOK = """\
 CONCERNS = {
     "driver": ["NVIDIA driver"],
     "toolkit": ["NVIDIA Container Toolkit packages"],
-    "tomlkit": ["Install the distribution's python3-tomlkit", "Install tomlkit with pip (fallback)"],
+    "tomlkit": ["Install the distribution's TOML reader package", "Install a TOML reader with pip (nvidia_runtime_toml_pip)"],
     "runtime": ["Check the runtime that becomes the default (every engine)", "Configure the container runtime"],
     "toolkit_config": ["Align the toolkit config with the runtime it wraps"],
     "cdi": ["CDI specification"],
@@ -40,7 +40,7 @@ CONCERNS = {
     "verify": ["Verify what the runtime reports"],
 }
 ENTRY_STEPS = {name for names in CONCERNS.values() for name in names}
-# Steps that need tomlkit installed also run its installation; its probe and the summary run always.
+# Steps that need a TOML reader also run its installation; its record (from the facts) and the summary run always.
 NEEDS_TOMLKIT = {"tomlkit", "runtime", "toolkit_config"}
 
 TASK_LINE = re.compile(r"^\s+(?:gpuops\.nvidia\.)?nvidia_runtime : (?P<name>.+?)\tTAGS: \[(?P<tags>[^\]]*)\]\s*$", re.M)
@@ -56,7 +56,7 @@ def list_tasks(*args: str) -> list[tuple[str, set[str]]]:
 
 def test_every_concern_has_its_tag_in_main():
     """main.yml: every include/import of a concern carries its tag (include_tasks also through apply);
-    tomlkit's installation is tagged in tomlkit.yml (its probe runs always)."""
+    the TOML reader's installation is tagged in tomlkit.yml (its record runs always)."""
     text = (ROLE_TASKS / "main.yml").read_text()
     for tag in set(CONCERNS) - {"tomlkit"}:
         assert re.search(r"tags: \[[^\]]*\b%s\b" % tag, text), tag
@@ -78,20 +78,20 @@ def test_each_tag_selects_its_concern(tag):
     assert not names & others, "%s also selects %s" % (tag, sorted(names & others))
     for name, tags in tasks:
         assert tag in tags or "always" in tags, (tag, name, tags)
-    # preflight, facts, the tomlkit probe and the summary always run
+    # preflight, facts (with the TOML reader), its record and the summary always run
     for step in ("Gather the NVIDIA runtime facts (GPUs, driver, toolkit, container engines)",
-                 "Probe tomlkit in the node's Python", "Record whether the modules can run",
+                 "Record whether the modules can run",
                  "Record the outcome (nvidia_runtime_result)"):
         assert step in names, (tag, step)
-    assert ("Install the distribution's python3-tomlkit" in names) == (tag in NEEDS_TOMLKIT)
+    assert ("Install the distribution's TOML reader package" in names) == (tag in NEEDS_TOMLKIT)
 
 
 def test_skip_tags_leave_a_concern_out():
     names = {name for name, _tags in list_tasks("--skip-tags", "driver,verify,tomlkit")}
     assert "NVIDIA driver" not in names and "Verify what the runtime reports" not in names
-    assert "Install the distribution's python3-tomlkit" not in names
+    assert "Install the distribution's TOML reader package" not in names
     assert "Configure the container runtime" in names and "NVIDIA Container Toolkit packages" in names
-    assert "Probe tomlkit in the node's Python" in names
+    assert "Record whether the modules can run" in names
 
 
 # --------------------------------------------------------------------------- real runs (k0s sandbox)

@@ -77,11 +77,12 @@ def test_json_drifted_node():
 
 
 def test_json_unconfigured_node():
-    """Nothing but containerd: no toolkit, no tomlkit (so the facts cannot read the config, the modules
-    cannot run): unconfigured, a real run would change it, which files is not known."""
+    """Nothing but containerd and no toolkit; bookworm's Python 3.11 reads TOML (tomllib), so the facts read the
+    config (no handler) and the module says which files a real run would change: unconfigured."""
     r = rows()["gpuops-fleet-unconfigured"]
-    assert (r["state"], r["drift"], r["changes"], r["error"]) == ("unconfigured", True, None, None)
-    assert (r["handler_present"], r["handlers"], r["toolkit"], r["tomlkit"]) == (None, None, None, False)
+    assert (r["state"], r["drift"], r["error"]) == ("unconfigured", True, None)
+    assert r["changes"] and all(c["file"].startswith("/etc/containerd/") for c in r["changes"]), r["changes"]
+    assert (r["handler_present"], r["handlers"], r["toolkit"], r["tomlkit"]) == (False, [], None, True)
     assert r["engine"] == "containerd" and r["engine_version"].startswith("1.6.") and r["gpu_count"] == 0
 
 
@@ -105,8 +106,8 @@ def test_md_rows():
     assert conf["gpus"] == "0" and conf["driver"] == "not loaded"
     assert (drift["state"], drift["handler"], drift["default"]) == ("drift", "yes (nvidia)", "runc")
     assert drift["drift"] == "`%s` modify +1 -1" % CONFIG
-    assert (unconf["state"], unconf["handler"], unconf["toolkit"]) == ("unconfigured", "—", "not installed")
-    assert unconf["drift"].startswith("not set up (files not checked: no tomlkit")
+    assert (unconf["state"], unconf["handler"], unconf["toolkit"]) == ("unconfigured", "no", "not installed")
+    assert unconf["drift"].startswith("`/etc/containerd/")
 
 
 def test_md_summary_counts():

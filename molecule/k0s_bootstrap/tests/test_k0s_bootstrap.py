@@ -48,10 +48,10 @@ def test_toolkit_installed_and_pinned(host):
     assert checks.package_versions(host, TOOLKIT) == {p: "1.17.8-1" for p in TOOLKIT}
 
 
-def test_tomlkit_from_pip_fallback(host):
-    """bookworm's python3-tomlkit (0.11) is too old: the role's pip fallback installed >= 0.12."""
-    version = host.check_output("python3 -c 'import tomlkit; print(tomlkit.__version__)'")
-    assert tuple(int(x) for x in version.split(".")[:2]) >= (0, 12)
+def test_no_toml_library_installed(host):
+    """bookworm's Python 3.11 reads TOML with tomllib: the role installed no TOML library (no pip) for the modules."""
+    assert host.run("python3 -c 'import tomllib'").rc == 0
+    assert host.run("ls -d /usr/local/lib/python3*/dist-packages/tomlkit /usr/local/lib/python3*/dist-packages/tomli").rc != 0
 
 
 def test_standin_runtime_never_called(host):

@@ -8,23 +8,64 @@
     config_view.py crio -- CMD ARGS...  the same for CRI-O (crio status --socket S config)
 
 Prints {"runtimes": {name: BinaryName|runtime_path|null}, "default_runtime": ..., "version": ...,
-"enable_cdi": ...}; on error {"error": "..."} and exit status 1. Needs tomllib (Python >= 3.11) or tomlkit
-(which the collection's modules need anyway).
+"enable_cdi": ...}; on error {"error": "..."} and exit status 1. Reads with the TOML reader the collection's
+modules use (the order of plugins/module_utils/tomledit.py READERS: tomllib, tomli, tomlkit, toml); a standalone
+script run with ``python -c``, so it cannot import the collection.
 """
 import json
 import subprocess
 import sys
 
-try:
-    import tomllib
 
-    def loads(text):
-        return tomllib.loads(text)
-except ImportError:
-    import tomlkit
+def _reader():
+    for name in ("tomllib", "tomli", "tomlkit", "toml"):
+        try:
+            mod = __import__(name)
+        except ImportError:
+            continue
+        if name == "tomlkit":
+            return lambda text: _plain(mod.parse(text))
+        return mod.loads
+    raise SystemExit(json.dumps({"error": "no TOML reader (tomllib, tomli, tomlkit, toml) in this Python"}))
 
-    def loads(text):
-        return tomlkit.parse(text).unwrap()
+
+def _plain(doc):
+    """A tomlkit document (any version: 0.9 has no unwrap, 0.9/0.11 lose keys of tables out of order in their
+    mapping view) -> plain data, walking its (key, item) pairs as tomledit.py does."""
+    def is_table(item):
+        return hasattr(getattr(item, "value", None), "body") and not isinstance(item, list)
+
+    def merge(body, out):
+        for key, item in body:
+            if key is None:
+                continue
+            k = str(getattr(key, "key", key)[:])
+            if type(item).__name__ == "AoT":
+                out.setdefault(k, []).extend(merge(t.value.body, {}) for t in item.body)
+            elif is_table(item):
+                if not isinstance(out.get(k), dict):
+                    out[k] = {}
+                merge(item.value.body, out[k])
+            else:
+                out[k] = value(item)
+        return out
+
+    def value(item):
+        if is_table(item):
+            return merge(item.value.body, {})
+        if isinstance(item, list):
+            return [value(x) for x in item]
+        inner = getattr(item, "value", item)
+        if isinstance(inner, bool):
+            return bool(inner)
+        if isinstance(item, str):
+            return str(item[:])
+        return inner
+
+    return merge(doc.body, {})
+
+
+loads = _reader()
 
 CRI_PATHS = {
     1: ("plugins", "cri"),

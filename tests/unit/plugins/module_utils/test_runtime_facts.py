@@ -726,7 +726,7 @@ def test_select_engine_preference_order():
 # ---------------------------------------------------------------------------------------------- no tomlkit
 
 def test_without_tomlkit_configs_are_null(tree, monkeypatch):
-    monkeypatch.setattr(facts, "HAS_TOMLKIT", False)
+    monkeypatch.setattr(facts, "HAS_TOML_READER", False)
     faketree.k0s_installed(tree)
     faketree.k3s(tree, generated=False, template=True)
     faketree.docker(tree, '{"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}}')
