@@ -21,10 +21,11 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, serv
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import HAS_TOMLKIT, TOMLKIT_IMPORT_ERROR
 
 
-def argument_spec(**own):
-    """The options every runtime module has, with the module's ``own`` options (documented per module)."""
+def argument_spec(states=("present", "absent"), **own):
+    """The options every runtime module has, with the module's ``own`` options (documented per module);
+    ``states``: add V(query) where the adapter answers it (service.RuntimeAdapter.query)."""
     spec = dict(
-        state=dict(type="str", default="present", choices=["present", "absent"]),
+        state=dict(type="str", default="present", choices=list(states)),
         runtime_name=dict(type="str", default="nvidia"),
         runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
         variants=dict(type="list", elements="str", default=[], choices=["cdi", "legacy"]),
@@ -64,9 +65,15 @@ class _Job(object):
 def run(module, adapter_class):
     """Run the module with the engine's ``adapter_class`` (a service.RuntimeAdapter); ``module`` is
     built from :func:`argument_spec`."""
+    job = _Job(module, adapter_class())
+    if module.params["state"] == "query":   # read only (any TOML reader will do): no plan, no lock, nothing written
+        try:
+            job.result.update(job.adapter.query(job))
+        except job.adapter.errors as e:
+            job.fail(to_native(e))
+        job.done()
     if adapter_class.requires_tomlkit and not HAS_TOMLKIT:
         module.fail_json(msg=missing_required_lib("tomlkit"), exception=to_native(TOMLKIT_IMPORT_ERROR))
-    job = _Job(module, adapter_class())
     if module.check_mode:   # reads only: no lock needed
         _execute(job)
     try:   # read, plan, write and restart under the files' locks: a concurrent run waits, then reads what this one wrote

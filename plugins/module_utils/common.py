@@ -199,6 +199,20 @@ def check_names(opts, path_options=("config", "drop_in", "runtime_path"), absolu
         raise EngineError("copy_options_from must name a runtime (it is empty)")
 
 
+def runtime_view(tables, binary_key, default, **extra):
+    """The handlers a loaded configuration holds, as ``state: query`` returns them (both engines): ``runtimes``
+    maps each handler to the binary it runs (``binary_key`` inside its table; None when unset), ``handlers``
+    holds the tables as read, ``default_runtime`` names the default; ``extra`` adds engine keys."""
+    tables = tables if isinstance(tables, dict) else {}
+    runtimes = {}
+    for name, table in tables.items():
+        binary = get_in(table, binary_key)
+        runtimes[name] = binary if isinstance(binary, str) and binary else None
+    view = dict(runtimes=runtimes, handlers=tables, default_runtime=default)
+    view.update(extra)
+    return view
+
+
 def handler_names(opts):
     names = [opts["runtime_name"]]
     for v in opts["variants"] or []:

@@ -42,7 +42,8 @@ import stat
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (
     VARIANT_SUFFIX, EngineError, FileChange, Plan, check_names, default_runner, get_in, handler_binaries, handler_names,
-    layout_for, pick_source, prune_zero, read_binary_version, read_text, require_tables, runtime_headers, which,
+    layout_for, pick_source, prune_zero, read_binary_version, read_text, require_tables, runtime_headers, runtime_view,
+    which,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils import service
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
@@ -845,6 +846,26 @@ __all__ = ["plan", "CrioPlan", "EngineError", "DEFAULTS", "DROP_IN_HEADER", "loa
            "RESTART_FOR", "BUILTIN_HANDLERS", "reload_is_not_enough", "restart_method", "Adapter"]
 
 
+# -- state: query ---------------------------------------------------------------------------------------
+def query(opts, runner=default_runner):
+    """``state: query``, read only: the handlers of the configuration the first ``config_source`` that works
+    reads -- ``command``: what the running CRI-O reports (``crio status --socket S config``); ``file``: the
+    main file and config_dir merged the way CRI-O merges them -- as common.runtime_view reports them
+    (``runtimes``: handler -> its ``runtime_path``). Raises EngineError."""
+    opts = _options(opts)
+    binpath = which(opts["crio_path"])
+    p = CrioPlan()
+
+    def from_files():   # the built-in handlers depend on the version
+        _plan_version(p, binpath, runner, None)
+        return files_view(opts["config"], opts["config_dir"], builtin_default(p.crio_version), version=p.crio_version).data
+
+    source, data = pick_source(opts["config_source"], {"command": lambda: read_running(binpath, opts, runner),
+                                                       "file": from_files})
+    default = get_in(data, RUNTIME + ("default_runtime",)) or builtin_default(p.crio_version)
+    return dict(source=source, crio_version=p.version_string(), view=runtime_view(get_in(data, RT), ("runtime_path",), default))
+
+
 # -- the module's part of the shared flow (_runtime_flow) -----------------------------------------------
 class CrioHealth(service.Health):
     """The socket answers (the Restarter checks it) and ``crio status config`` reports what was planned
@@ -882,6 +903,9 @@ class Adapter(service.RuntimeAdapter):
 
     def plan(self, job):
         return plan(dict((k, job.params[k]) for k in DEFAULTS), runner=job.run)
+
+    def query(self, job):
+        return query(dict((k, job.params[k]) for k in DEFAULTS), runner=job.run)
 
     def result_fields(self, job):
         p = job.plan

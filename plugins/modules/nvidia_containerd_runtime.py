@@ -256,7 +256,7 @@ cdi_supported:
   returned: always
   type: bool
 containerd_version:
-  description: The version of O(containerd_path), when it was found.
+  description: The version of O(containerd_path), when it was found (O(state=query) reads it only for RV(cri_health)).
   returned: always
   type: str
   sample: 1.7.24
@@ -299,6 +299,23 @@ backup_files:
   returned: always
   type: list
   elements: str
+view:
+  description:
+    - The handlers of the effective configuration (C(config dump) with O(config_source=command)).
+    - C(runtimes) maps each handler to its C(options.BinaryName) (null when unset), C(handlers) holds the
+      tables as read, with C(default_runtime), C(config_version), C(enable_cdi) and C(cri_disabled).
+  returned: when state is query
+  type: dict
+  sample: {"runtimes": {"runc": null, "nvidia": /usr/bin/nvidia-container-runtime}, "default_runtime": runc,
+           "config_version": 2, "enable_cdi": false, "cri_disabled": false, "handlers": {}}
+cri_health:
+  description:
+    - The CRI plugin of the containerd on O(socket), as the module judges it after a restart; null when
+      nothing answers there.
+    - C(plugins) holds the C(ctr plugins ls) rows of the CRI plugin (null without C(ctr)), C(healthy) the verdict.
+  returned: when state is query
+  type: dict
+  sample: {"ctr": /usr/bin/ctr, "plugins": {"io.containerd.grpc.v1 cri": ok}, "healthy": true}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -310,6 +327,7 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import Ad
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
+            states=("present", "absent", "query"),
             config=dict(type="path", default="/etc/containerd/config.toml"),
             drop_in=dict(type="path"),
             manage_imports=dict(type="bool", default=True),

@@ -272,6 +272,15 @@ backup_files:
   returned: always
   type: list
   elements: str
+view:
+  description:
+    - The handlers of the effective configuration (C(crio status config) with O(config_source=command)).
+    - C(runtimes) maps each handler to its C(runtime_path) (null when unset), C(handlers) holds the tables
+      as read, with C(default_runtime).
+  returned: when state is query
+  type: dict
+  sample: {"runtimes": {"crun": /usr/libexec/crio/crun, "nvidia": /usr/bin/nvidia-container-runtime},
+           "default_runtime": crun, "handlers": {}}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -283,6 +292,7 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.crio import Adapter
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
+            states=("present", "absent", "query"),
             config=dict(type="path", default="/etc/crio/crio.conf"),
             drop_in=dict(type="path", default="/etc/crio/crio.conf.d/99-nvidia.toml"),
             config_dir=dict(type="path", default="/etc/crio/crio.conf.d"),
