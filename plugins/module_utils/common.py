@@ -27,10 +27,12 @@ class EngineError(Exception):
 
 
 def default_runner(argv):
-    """Run a command; (rc, stdout, stderr). Missing binary -> rc 127."""
+    """Run a command in the C locale (its output is parsed), for at most a minute; (rc, stdout, stderr).
+    Missing binary (or timeout) -> rc 127."""
     try:
-        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    except OSError as e:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False,
+                           env=dict(os.environ, LC_ALL="C"))
+    except (OSError, subprocess.SubprocessError) as e:
         return 127, "", str(e)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 

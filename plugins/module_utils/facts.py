@@ -42,8 +42,8 @@ import mmap
 import os
 import re
 import shlex
-import subprocess
 
+from ansible_collections.gpuops.nvidia.plugins.module_utils.common import EngineError, default_runner, get_in
 from ansible_collections.gpuops.nvidia.plugins.module_utils.service import (
     socket_answers, systemd_running, unit_active,
 )
@@ -51,15 +51,9 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
     HAS_TOMLKIT, TomlEditError, load as toml_load,
 )
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils import versions
+from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as crio_rules, versions
+from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import file_version, import_patterns, read_binary_version
 from ansible_collections.gpuops.nvidia.plugins.module_utils.versions import CRI_PATHS, CRI_PLUGIN_IDS
-
-if HAS_TOMLKIT:  # the engines edit with tomlkit: without it they are not imported (and no TOML is read)
-    from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import read_binary_version
-    from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as crio_rules
-else:  # pragma: no cover - exercised on nodes without tomlkit (then no TOML is read at all)
-    read_binary_version = None
-    crio_rules = None
 
 NVIDIA_VENDOR = 0x10de
 DISTRIBUTIONS = ("k0s", "k3s", "rke2", "microk8s")
@@ -97,16 +91,6 @@ _K3S_DEFAULT_RE = re.compile(r"""^default-runtime\s*:\s*["']?([^"'\s#]+)""", re.
 # --default-runtime=X, --default-runtime X, and the install script's quoted '--default-runtime' \ 'X'
 _K3S_FLAG_RE = re.compile(r"""--default-runtime["']?(?:[=\s\\]|["'])+([^"'\s\\=]+)""")
 _TEMPLATE_NVIDIA_RE = re.compile(r"""runtimes\.["']?(nvidia[A-Za-z0-9_.-]*)""")
-
-
-def default_runner(argv):
-    """Run a command; (rc, stdout, stderr). Missing binary -> rc 127."""
-    try:
-        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False,
-                           env=dict(os.environ, LC_ALL="C"))
-    except (OSError, subprocess.SubprocessError) as e:
-        return 127, "", str(e)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
 def core_version(text):
@@ -564,21 +548,12 @@ def _load_toml(node, path, e):
         return None
 
 
-def _get(data, path):
-    node = data
-    for p in path:
-        if not isinstance(node, dict) or p not in node:
-            return None
-        node = node[p]
-    return node
-
-
-def _file_config_version(data):
-    """containerd's rule: the ``version`` key; none in a non-empty file means 1; empty -> None."""
-    v = data.get("version")
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    return 1 if data else None
+def _file_config_version(data, name):
+    """containerd.file_version, lenient: a version that is not an integer is unknown (None); the module names it."""
+    try:
+        return file_version(data, name)
+    except EngineError:
+        return None
 
 
 def _containerd_config(node, e, main, extra_files=(), subst=None, tmpl_regex_files=()):
@@ -591,15 +566,11 @@ def _containerd_config(node, e, main, extra_files=(), subst=None, tmpl_regex_fil
     files = []
     data = _load_toml(node, main, e) if e["config_exists"] else None
     if data is not None:
-        files.append((data, _file_config_version(data), True))
+        files.append((data, _file_config_version(data, main), True))
         imports = data.get("imports")
         if isinstance(imports, list):
             e["imports"] = [x for x in imports if isinstance(x, str)]
-            base = os.path.dirname(main)
-            for entry in e["imports"]:
-                for k, v in (subst or {}).items():
-                    entry = entry.replace(k, v)
-                pattern = entry if entry.startswith("/") else base + "/" + entry
+            for pattern in import_patterns(e["imports"], main, subst):
                 found = node.glob(pattern) if glob.has_magic(pattern) else ([pattern] if node.isfile(pattern) else [])
                 for f in found:
                     if f not in e["drop_ins"]:
@@ -610,7 +581,7 @@ def _containerd_config(node, e, main, extra_files=(), subst=None, tmpl_regex_fil
                 e["drop_in_dir_loaded"] = False
         elif e["drop_in_dir"] and e["drop_in_dir_loaded"] is None:
             e["drop_in_dir_loaded"] = False
-        v = _file_config_version(data)
+        v = _file_config_version(data, main)
         if v is not None:
             e["config_version"], e["config_version_source"] = v, "file"
     for f in list(extra_files):
@@ -626,13 +597,13 @@ def _containerd_config(node, e, main, extra_files=(), subst=None, tmpl_regex_fil
         # a drop-in without a version key: look at every CRI path (lenient: it is only reported)
         paths = [CRI_PATHS[v]] if v in CRI_PATHS else list(CRI_PATHS.values())
         for path in paths:
-            cri = _get(d, path) or {}
-            tables = _get(cri, ("containerd", "runtimes"))
+            cri = get_in(d, path) or {}
+            tables = get_in(cri, ("containerd", "runtimes"))
             if isinstance(tables, dict):
                 for name, table in tables.items():
-                    binary = _get(table, ("options", "BinaryName")) if isinstance(table, dict) else None
+                    binary = get_in(table, ("options", "BinaryName")) if isinstance(table, dict) else None
                     runtimes[name] = binary if isinstance(binary, str) else None
-            name = _get(cri, ("containerd", "default_runtime_name"))
+            name = get_in(cri, ("containerd", "default_runtime_name"))
             if isinstance(name, str) and name:
                 default = name
         if isinstance(d.get("disabled_plugins"), list):
@@ -663,18 +634,13 @@ def _containerd_version(node, e, path, dpkg=None):
     (``containerd.read_binary_version``) when programs may run, else the owning dpkg package."""
     if not path:
         return
-    if node.run_binaries and read_binary_version is not None:
+    if node.run_binaries:
         try:
             v = read_binary_version(node.p(path), node.runner)
         except Exception:  # noqa: BLE001 - EngineError or an odd runner failure: fall back to files
             v = None
         if v:
-            e["version"], e["version_source"] = ".".join(str(x) for x in v), "binary"
-            return
-    elif node.run_binaries:  # no tomlkit, so no containerd.py: the generic parser
-        v, src = _binary_version(node, path)
-        if v:
-            e["version"], e["version_source"] = v, src
+            e["version"], e["version_source"] = versions.vstr(v), "binary"
             return
     if dpkg:
         pkg, v = node.dpkg_owner_version(path, dpkg)
