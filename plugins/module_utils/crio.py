@@ -4,10 +4,10 @@
 """The CRI-O engine: compute the exact file changes that add (or remove) NVIDIA runtime handlers to CRI-O.
 
 Plain Python, no Ansible: ``plan(opts, runner)`` reads the files CRI-O loads, emulates how CRI-O merges
-them, and returns a ``Plan`` (the containerd engine's) with the before/after text of every file to
-write. The module does the writing, backups, restart and rollback. The generic pieces (``Plan``,
-``FileChange``, ``read_text``, ``get_in``, handler names, TOML editing) come from the containerd engine
-and ``tomledit``; only the CRI-O rules live here:
+them, and returns a ``Plan`` (common.py's) with the before/after text of every file to write. The
+shared flow (``_runtime_flow``) does the writing, backups, restart and rollback. The generic pieces
+(``Plan``, ``FileChange``, ``read_text``, ``get_in``, handler names, source picking) come from
+``common`` and TOML editing from ``tomledit``; only the CRI-O rules live here:
 
 * What CRI-O loads (cri-o ``pkg/config``: ``UpdateFromFile`` then ``UpdateFromPath``): the main file
   (skipped when missing), then every file under the drop-in folder as Go's ``filepath.Walk`` visits it:
