@@ -229,7 +229,7 @@ diff:
   type: list
   elements: dict
 crio_version:
-  description: The version of O(crio_path), when it was found.
+  description: The version of O(crio_path), when it was found (O(state=query) reads it only for the file source).
   returned: always
   type: str
   sample: 1.31.3
