@@ -932,17 +932,25 @@ def engine_microk8s(node):
     return e
 
 
-def engine_crio(node):
-    e = _new_engine("crio")
-    e["units"] = ["crio"]
-    unit, unit_file = _unit_file(node, e["units"])
-    binary = _daemon_binary(node, unit_file, "crio")
-    if not binary and not unit_file:
+def _daemon_engine(node, kind, program, config):
+    """The engine dict of a runtime daemon with a systemd unit named ``kind``: its binary (the unit's ExecStart
+    ``program``, else found), version and main ``config``; None when there is neither binary nor unit."""
+    e = _new_engine(kind)
+    e["units"] = [kind]
+    _unit, unit_file = _unit_file(node, e["units"])
+    e["binary"] = _daemon_binary(node, unit_file, program)
+    if not e["binary"] and not unit_file:
         return None
-    e["binary"] = binary
-    e["version"], e["version_source"] = _binary_version(node, binary, dpkg=DPKG_PACKAGES["crio"])
-    e["config"] = "/etc/crio/crio.conf"
-    e["config_exists"] = node.isfile(e["config"])
+    e["version"], e["version_source"] = _binary_version(node, e["binary"], dpkg=DPKG_PACKAGES[kind])
+    e["config"] = config
+    e["config_exists"] = node.isfile(config)
+    return e
+
+
+def engine_crio(node):
+    e = _daemon_engine(node, "crio", "crio", "/etc/crio/crio.conf")
+    if e is None:
+        return None
     e["drop_in_dir"] = "/etc/crio/crio.conf.d"
     e["drop_in_dir_loaded"] = True
     e["drop_ins"] = node.walk_files(e["drop_in_dir"])
@@ -976,16 +984,9 @@ def engine_crio(node):
 
 
 def engine_docker(node):
-    e = _new_engine("docker")
-    e["units"] = ["docker"]
-    unit, unit_file = _unit_file(node, e["units"])
-    binary = _daemon_binary(node, unit_file, "dockerd")
-    if not binary and not unit_file:
+    e = _daemon_engine(node, "docker", "dockerd", "/etc/docker/daemon.json")
+    if e is None:
         return None
-    e["binary"] = binary
-    e["version"], e["version_source"] = _binary_version(node, binary, dpkg=DPKG_PACKAGES["docker"])
-    e["config"] = "/etc/docker/daemon.json"
-    e["config_exists"] = node.isfile(e["config"])
     data = {}
     if e["config_exists"]:
         text = node.read(e["config"]) or ""
