@@ -184,6 +184,9 @@ _HANDLER_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 def check_names(opts, path_options=("config", "drop_in", "runtime_path"), absolute=("runtime_path",)):
     """Argument checks shared by the runtime engines: the message names the option (before any file is read)."""
+    for v in opts.get("variants") or []:
+        if v not in VARIANT_SUFFIX:
+            raise EngineError("variants: unknown variant %r (known: %s)" % (v, ", ".join(sorted(VARIANT_SUFFIX))))
     name = opts.get("runtime_name")
     if not isinstance(name, str) or not _HANDLER_NAME_RE.match(name) or len(name) > 63:
         raise EngineError("runtime_name %r is not a valid handler name: a RuntimeClass handler is a DNS label "
@@ -220,6 +223,12 @@ def handler_names(opts):
     for v in opts["variants"] or []:
         names.append("%s-%s" % (opts["runtime_name"], v))
     return names
+
+
+def is_variant(name, opts):
+    """True when ``name`` is one of the variant handlers of ``opts['runtime_name']`` (wanted or not)."""
+    base = opts["runtime_name"] + "-"
+    return name.startswith(base) and name[len(base):] in VARIANT_SUFFIX
 
 
 def handler_binaries(opts):

@@ -29,8 +29,8 @@ import glob
 import os
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (  # noqa: F401 (re-exported)
-    VARIANT_SUFFIX, EngineError, FileChange, Plan, check_names, deep_merge, default_runner, get_in, handler_binaries,
-    handler_names, is_zero, layout_for, parse_version, pick_source, prune_zero, read_binary_version, read_text,
+    EngineError, FileChange, Plan, check_names, deep_merge, default_runner, get_in, handler_binaries,
+    handler_names, is_variant, is_zero, layout_for, parse_version, pick_source, prune_zero, read_binary_version, read_text,
     require_tables, runtime_headers, runtime_view, which,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (  # tomlkit: None when absent
@@ -79,9 +79,6 @@ class ContainerdPlan(Plan):
         self.copies_cri_section = None
         self.layout = None
         self.validate_with_binary = True
-
-    def version_string(self):
-        return ".".join(str(x) for x in self.containerd_version) if self.containerd_version else None
 
 
 def resolve_version(opts, data, rules, name):
@@ -441,8 +438,7 @@ def patch(ed, ctx):
     # handlers no longer wanted (a variant dropped from the options) that we wrote earlier
     for h in runtime_headers(ed, ctx.rt):
         name = h.path[-1]
-        if name not in ctx.ours and name.startswith(opts["runtime_name"] + "-") and h.marker is not None \
-                and name[len(opts["runtime_name"]) + 1:] in VARIANT_SUFFIX:
+        if name not in ctx.ours and is_variant(name, opts) and h.marker is not None:
             ed.remove_table(h.path)
 
     # where a file's runtimes map replaces the built-in one (rules.file_runtimes_replace_builtin): keep the copy source in it
@@ -551,7 +547,7 @@ def unpatch(ed, ctx, only_marked=False):
     names = set(ctx.ours)
     for h in list(runtime_headers(ed, ctx.rt)):
         name = h.path[-1]
-        variant = name.startswith(ctx.opts["runtime_name"] + "-") and name[len(ctx.opts["runtime_name"]) + 1:] in VARIANT_SUFFIX
+        variant = is_variant(name, ctx.opts)
         if h.marker is None:
             if name in names and not _restore_owned(ed, h.path) and not only_marked:
                 ctx.foreign.append("%s (%s, line %d)" % (name, ed.name, h.index + 1))
@@ -608,9 +604,6 @@ def _patch_enable_cri(ed, opts, present, plan, name):
 def _options(opts):
     o = dict(DEFAULTS)
     o.update({k: v for k, v in opts.items() if v is not None or k in ("drop_in", "copy_options_from")})
-    for v in o["variants"] or []:
-        if v not in VARIANT_SUFFIX:
-            raise EngineError("variants: unknown variant %r (known: %s)" % (v, ", ".join(sorted(VARIANT_SUFFIX))))
     if o["layout"] not in (None,) + LAYOUTS:
         raise EngineError("layout must be one of %s, not %r" % (", ".join(LAYOUTS), o["layout"]))
     if o["layout"] in ("auto", "drop_in") and not o["drop_in"]:
@@ -1050,7 +1043,7 @@ class Adapter(service.RuntimeAdapter):
 
     def result_fields(self, job):
         p = job.plan
-        return dict(config_version=p.config_version, containerd_version=p.version_string(), layout=p.layout,
+        return dict(config_version=p.config_version, containerd_version=versions.vstr(p.containerd_version), layout=p.layout,
                     cdi_supported=p.rules.cdi, source=p.source, runtimes=p.runtimes, default_runtime=p.default_runtime,
                     low_level_runtime=p.low_level_runtime)
 

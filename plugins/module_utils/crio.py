@@ -41,10 +41,11 @@ import re
 import stat
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (
-    VARIANT_SUFFIX, EngineError, FileChange, Plan, check_names, default_runner, get_in, handler_binaries, handler_names,
-    layout_for, pick_source, prune_zero, read_binary_version, read_text, require_tables, runtime_headers, runtime_view,
-    which,
+    EngineError, FileChange, Plan, check_names, default_runner, get_in, handler_binaries, handler_names,
+    is_variant, layout_for, pick_source, prune_zero, read_binary_version, read_text, require_tables, runtime_headers,
+    runtime_view, which,
 )
+from ansible_collections.gpuops.nvidia.plugins.module_utils.versions import vstr
 from ansible_collections.gpuops.nvidia.plugins.module_utils import service
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
     Editor, TomlEditError, TomlText, detect_step, load,
@@ -127,9 +128,6 @@ class CrioPlan(Plan):
         self.backup_dir = None
         self.restart_reason = None    # why a reload is not enough (the restart rule), None: it is
         self.restart_pending = False  # no file changes, but the running CRI-O needs a restart to use them
-
-    def version_string(self):
-        return ".".join(str(x) for x in self.crio_version) if self.crio_version else None
 
 
 # -- what CRI-O loads, and how it merges it ------------------------------------------------------------
@@ -256,7 +254,7 @@ def restart_method(requested, p, can_reload):
         version = p.crio_version
         if version is not None and version < RELOAD_SINCE:
             return "reload", ("CRI-O %s does not reload runtime handlers on SIGHUP (1.26 does); use restart: systemd"
-                              % p.version_string())
+                              % vstr(p.crio_version))
         return "reload", None
     return ("reload" if can_reload else "systemd"), None
 
@@ -308,11 +306,6 @@ def files_view(config, config_dir, builtin, override=None, extra=(), version=Non
 
 def is_managed(text):
     return text is not None and text.startswith(MANAGED)
-
-
-def _is_variant(name, opts):
-    base = opts["runtime_name"] + "-"
-    return name.startswith(base) and name[len(base):] in VARIANT_SUFFIX
 
 
 # -- the running daemon ----------------------------------------------------------------------------------
@@ -381,7 +374,7 @@ def patch(ed, opts, tables):
     check_shape(data, ed.name)
     for h in list(runtime_headers(ed, RT)):        # variants no longer wanted that we wrote (or edited) earlier
         name = h.path[-1]
-        if name not in ours and _is_variant(name, opts):
+        if name not in ours and is_variant(name, opts):
             if h.marker is not None:
                 ed.remove_table(h.path)
             else:
@@ -437,9 +430,9 @@ def unpatch(ed, opts, only_marked=False):
         ed.delete_key(RUNTIME, "default_runtime")
     for h in list(runtime_headers(ed, RT)):
         name = h.path[-1]
-        if h.marker is None and (name in ours or _is_variant(name, opts)) and undo_keys(ed, h.path):
+        if h.marker is None and (name in ours or is_variant(name, opts)) and undo_keys(ed, h.path):
             continue            # a table we did not write, only edited: its owner's bytes are back
-        if (name in ours and (h.marker is not None or not only_marked)) or (_is_variant(name, opts) and h.marker is not None):
+        if (name in ours and (h.marker is not None or not only_marked)) or (is_variant(name, opts) and h.marker is not None):
             ed.remove_table(h.path)
     for h in list(runtime_headers(ed, RT)):
         if h.marker == "added":
@@ -550,9 +543,6 @@ def _options(opts):
     for k in ("config", "config_dir", "drop_in", "backup_dir"):
         if o.get(k):
             o[k] = os.path.abspath(o[k])
-    for v in o["variants"] or []:
-        if v not in VARIANT_SUFFIX:
-            raise EngineError("variants: unknown variant %r (known: %s)" % (v, ", ".join(sorted(VARIANT_SUFFIX))))
     check_names(o, ("config", "config_dir", "drop_in", "backup_dir", "runtime_path", "runtime_root"),
                 absolute=("runtime_path", "runtime_root"))
     return o
@@ -696,7 +686,7 @@ def _plan_copied(p, opts, base, running, eff_default, eff_runtimes, ours, builti
                               "allowed_annotations, monitor_env, container_min_memory... Run the module while CRI-O "
                               "runs (config_source: command reads the table from it), or write the %s table in a file"
                               % (src_name, ".".join(str(x) for x in BUILTIN_HANDLERS[0][0]),
-                                 p.version_string() or "an unknown version", src_name))
+                                 vstr(p.crio_version) or "an unknown version", src_name))
     if source.get("runtime_type") == "vm":
         raise EngineError("the handlers would copy %s, a VM runtime (runtime_type = \"vm\"); the NVIDIA runtime is an "
                           "OCI runtime: set copy_options_from to an OCI runtime such as crun or runc" % src_name)
@@ -863,7 +853,7 @@ def query(opts, runner=default_runner):
     source, data = pick_source(opts["config_source"], {"command": lambda: read_running(binpath, opts, runner),
                                                        "file": from_files})
     default = get_in(data, RUNTIME + ("default_runtime",)) or builtin_default(p.crio_version)
-    return dict(source=source, crio_version=p.version_string(), view=runtime_view(get_in(data, RT), ("runtime_path",), default))
+    return dict(source=source, crio_version=vstr(p.crio_version), view=runtime_view(get_in(data, RT), ("runtime_path",), default))
 
 
 # -- the module's part of the shared flow (_runtime_flow) -----------------------------------------------
@@ -909,7 +899,7 @@ class Adapter(service.RuntimeAdapter):
 
     def result_fields(self, job):
         p = job.plan
-        fields = dict(crio_version=p.version_string(), source=p.source, runtimes=p.runtimes,
+        fields = dict(crio_version=vstr(p.crio_version), source=p.source, runtimes=p.runtimes,
                       default_runtime=p.default_runtime)
         if p.low_level_runtime is not None:
             fields["low_level_runtime"] = p.low_level_runtime
