@@ -232,10 +232,6 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-changed:
-  description: Whether a file changed (or would change, in check mode).
-  returned: always
-  type: bool
 diff:
   description: A before/after pair per file, with the file as header (check and diff mode).
   returned: when diff mode is on
@@ -243,17 +239,17 @@ diff:
   elements: dict
 config_version:
   description: The config version written.
-  returned: always
+  returned: unless state is query
   type: int
   sample: 2
 layout:
   description: Where the tables went, V(in_place) or V(drop_in) (what O(layout=auto) chose).
-  returned: always
+  returned: unless state is query
   type: str
   sample: drop_in
 cdi_supported:
   description: Whether this containerd has C(enable_cdi) (1.7 and later; true when the version is unknown).
-  returned: always
+  returned: unless state is query
   type: bool
 containerd_version:
   description: The version of O(containerd_path), when it was found (O(state=query) reads it only for RV(cri_health)).
@@ -261,24 +257,24 @@ containerd_version:
   type: str
   sample: 1.7.24
 source:
-  description: Which source the effective config was read from.
+  description: Which source the effective configuration was read from.
   returned: always
   type: str
   sample: command
 files:
-  description: Files written (or that would be written in check mode).
+  description: Files written or deleted (or that would be, in check mode).
   returned: always
   type: list
   elements: str
 runtimes:
   description: Handlers managed.
-  returned: always
+  returned: unless state is query
   type: list
   elements: str
   sample: [nvidia, nvidia-cdi]
 default_runtime:
   description: The default runtime after the change.
-  returned: always
+  returned: unless state is query
   type: str
   sample: runc
 low_level_runtime:

@@ -219,10 +219,6 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-changed:
-  description: Whether a file changed (or would change, in check mode).
-  returned: always
-  type: bool
 diff:
   description: A before/after pair per file, with the file as header (check and diff mode).
   returned: when diff mode is on
@@ -245,13 +241,13 @@ files:
   elements: str
 runtimes:
   description: Handlers managed.
-  returned: always
+  returned: unless state is query
   type: list
   elements: str
   sample: [nvidia, nvidia-cdi]
 default_runtime:
   description: The C(default_runtime) CRI-O uses after the change (from the merged files).
-  returned: always
+  returned: unless state is query
   type: str
   sample: crun
 low_level_runtime:
