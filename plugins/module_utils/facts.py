@@ -70,6 +70,8 @@ K3S_NVIDIA_RUNTIMES = (("nvidia", "nvidia-container-runtime"),
                        ("nvidia-experimental", "nvidia-container-runtime-experimental"),
                        ("nvidia-cdi", "nvidia-container-runtime.cdi"))
 K3S_NVIDIA_DIRS = ("/usr/local/nvidia/toolkit",) + PATH_DIRS
+# the template k3s/RKE2 render containerd's config from, per config version (config-v3 from containerd 2.0)
+K3S_TEMPLATES = ((2, "config.toml.tmpl"), (3, "config-v3.toml.tmpl"))
 TOOLKIT_DIRS = PATH_DIRS + ("/usr/local/nvidia/toolkit",)
 PCI_IDS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids")
 MODULE_DIRS = ("/lib/modules", "/usr/lib/modules")
@@ -729,12 +731,14 @@ def _k3s_like(node, kind, base, units, bin_names, containerd_bin, config_yaml_di
         e["distribution_version_source"] = "path" if e["distribution_version"] else None
     _containerd_version(node, e, e["binary"])
     cdir = base + "/agent/etc/containerd"
-    e["templates"] = [t for t in (cdir + "/config.toml.tmpl", cdir + "/config-v3.toml.tmpl") if node.isfile(t)]
+    e["templates"] = [cdir + "/" + name for version, name in K3S_TEMPLATES if node.isfile(cdir + "/" + name)]
     e["config_managed"] = True  # regenerated from the template at every start
     _containerd_config(node, e, cdir + "/config.toml", tmpl_regex_files=e["templates"])
     if e["config_version"] is None and e["templates"] and not e["config_exists"]:
-        e["config_version"] = 3 if e["templates"][-1].endswith("config-v3.toml.tmpl") else 2
+        e["config_version"] = [version for version, name in K3S_TEMPLATES if e["templates"][-1].endswith("/" + name)][0]
         e["config_version_source"] = "template"
+    # the template this release renders (the newest that fits its config version)
+    e["template_name"] = [name for version, name in K3S_TEMPLATES if version <= max(e["config_version"] or 2, 2)][-1]
     # what k3s/RKE2 add by themselves at the next start
     auto = {}
     for name, prog in K3S_NVIDIA_RUNTIMES:
