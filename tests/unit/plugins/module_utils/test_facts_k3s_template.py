@@ -2,9 +2,6 @@
 role asks ``template_name`` instead of comparing config versions in Jinja."""
 from __future__ import annotations
 
-import shutil
-import tempfile
-
 import pytest
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import facts
@@ -16,11 +13,8 @@ CDIR = "/var/lib/rancher/k3s/agent/etc/containerd"
 
 @pytest.fixture
 def k3s_tree():
-    root = tempfile.mkdtemp(prefix="gf", dir="/tmp")
-    t = Tree(root)
-    yield t
-    t.close()
-    shutil.rmtree(root, ignore_errors=True)
+    with Tree.temporary() as t:
+        yield t
 
 
 def k3s_engine(tree):
