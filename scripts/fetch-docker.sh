@@ -9,8 +9,7 @@
 # Layout: $GPUOPS_CACHE/docker/<suite>/{usr/sbin/dockerd,usr/bin/docker,...,VERSION}
 # dockerd needs containerd and runc at run time: the tests use the builds of scripts/fetch-containerd.sh.
 # On trixie the client is its own package (docker-cli); bookworm's docker.io carries it.
-# Same mechanics as fetch-containerd.sh: private sources list and apt state (its own folder, so it never
-# races the other fetch scripts), the mirror read from this machine's apt sources, never hard-coded.
+# Same mechanics as fetch-containerd.sh (scripts/lib/debian-mirror.sh), in its own apt folder.
 set -euo pipefail
 
 cache="${GPUOPS_CACHE:-$HOME/.cache/gpuops-nvidia}"
@@ -23,38 +22,15 @@ have_all() {
 }
 if have_all; then echo "$cache"; exit 0; fi
 
-command -v dpkg >/dev/null || { echo "fetch-docker: dpkg is required (Debian/Ubuntu host)" >&2; exit 2; }
-command -v apt-get >/dev/null || { echo "fetch-docker: apt-get is required" >&2; exit 2; }
-
 # shellcheck source=scripts/lib/debian-mirror.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
-mirror=$(debian_mirror) || { echo "fetch-docker: no Debian mirror in /etc/apt sources (an Ubuntu host?): set GPUOPS_DEBIAN_MIRROR to a Debian archive URL" >&2; exit 2; }
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-[ -f "$keyring" ] || { echo "fetch-docker: $keyring missing (install debian-archive-keyring)" >&2; exit 2; }
-
 work="$cache/apt-docker"
-mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs"
-srclist="$work/sources.list"
-: >"$srclist"
-for s in "${suites[@]}"; do echo "deb [signed-by=$keyring] $mirror $s main" >>"$srclist"; done
-# Private lists and cache: no system lock is involved (Debug::NoLocking); a busy system apt cannot block us.
-aptopts=(-o "Dir::Etc::SourceList=$srclist" -o Dir::Etc::SourceParts=/dev/null
-         -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o Debug::NoLocking=1
-         -o APT::Sandbox::User=root -o Acquire::Check-Valid-Until=false -o DPkg::Lock::Timeout=600)
-apt-get "${aptopts[@]}" -qq update >&2
-
-version_in() { # pkg suite
-  apt-cache "${aptopts[@]}" madison "$1" | awk -F'|' -v s=" $2/main" 'index($3, s) {gsub(/ /,"",$2); print $2}' | sort -V | tail -1
-}
+debian_apt_init fetch-docker "$work" "${suites[@]}" || exit 2
 
 unpack() { # pkg suite dest -> prints the version unpacked into dest
-  local ver; ver=$(version_in "$1" "$2") || true
-  [ -n "$ver" ] || { echo "fetch-docker: $1 not found in $2" >&2; return 1; }
-  ( cd "$work/debs" && apt-get "${aptopts[@]}" -qq download "$1=$ver" >&2 )
-  local deb; deb=$(find "$work/debs" -maxdepth 1 -name "${1}_${ver//:/%3a}_*.deb" | sort | head -n 1)
-  [ -n "$deb" ] || { echo "fetch-docker: apt-get download $1=$ver left no .deb" >&2; return 1; }
-  dpkg -x "$deb" "$3"
-  echo "$ver"
+  local got; got=$(debian_download fetch-docker "$1" "$2") || return 1
+  dpkg -x "${got#* }" "$3"
+  echo "${got%% *}"
 }
 
 for s in "${suites[@]}"; do

@@ -27,9 +27,12 @@ attributes:
     description: Linux nodes with systemd or another supervisor for the runtime.
 options:
   state:
-    description: V(absent) removes exactly what V(present) adds and restores values it replaced.
+    description:
+      - V(absent) removes exactly what V(present) adds and restores values it replaced.
+      - V(query) changes nothing; it returns RV(view), the handlers of the effective configuration as the
+        first O(config_source) that works reads it (what the runtime loads with O(config_source=command)).
     type: str
-    choices: [present, absent]
+    choices: [present, absent, query]
     default: present
   runtime_name:
     description: Handler name.

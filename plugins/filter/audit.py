@@ -181,7 +181,14 @@ def audit_changes(results):
 
 
 def host_state(audit):
-    """The state of one host from its audit (None: no audit at all). Rules, first match wins:
+    """The state of one host from its audit (None: no audit at all): see host_verdict."""
+    return host_verdict(audit)[0]
+
+
+def host_verdict(audit):
+    """(state, drift) of one host from its audit (None: no audit at all). ``drift``: a real run would change
+    something (True), nothing (False), unknown (None: an error, or the modules could not be asked).
+    State rules, first match wins:
 
     error        no audit (unreachable / failed before it), or the audit recorded an error
     no_engine    no container runtime found (engine null or "none")
@@ -195,39 +202,31 @@ def host_state(audit):
                  also when the facts could not tell: handler_present null)
     """
     if not isinstance(audit, dict) or _text(audit.get("error")):
-        return "error"
+        return "error", None
+    would = _tristate(audit.get("would_change"))
+    changes = bool(would or _tristate(audit.get("toolkit_config_would_change")) or audit.get("changes")
+                   or audit.get("would_change_files"))
     if _text(audit.get("engine")) in (None, "none"):
-        return "no_engine"
+        return "no_engine", changes
     handler = _tristate(audit.get("handler_present"))
     if handler is False or (handler is None and not _text(audit.get("toolkit"))):
-        return "unconfigured"
-    would = _tristate(audit.get("would_change"))
-    if would or _tristate(audit.get("toolkit_config_would_change")) or audit.get("changes"):
-        return "drift"
+        return "unconfigured", True
+    if changes:
+        return "drift", True
     if would is None:
-        return "unchecked"
-    return "configured"
+        return "unchecked", None
+    return "configured", False
 
 
-def _row(host, audit, state):
+def _row(host, audit, verdict):
     a = audit if isinstance(audit, dict) else {}
-    checked = state != "error" and _tristate(a.get("tomlkit")) is True
+    state, drift = verdict
     changes = None
-    if checked:
+    if state != "error" and _tristate(a.get("tomlkit")) is True:
         changes = audit_changes_normalized(a.get("changes"))
         if changes is None:   # an audit without the changes list: the file names alone
             changes = [dict(file=str(f), change=None, lines_added=None, lines_removed=None)
                        for f in (a.get("would_change_files") or [])]
-    if state == "error":
-        drift = None
-    elif changes or _tristate(a.get("would_change")) or _tristate(a.get("toolkit_config_would_change")):
-        drift = True
-    elif state == "unconfigured":
-        drift = True
-    elif state == "unchecked":
-        drift = None
-    else:
-        drift = False
     row = dict(
         host=str(host),
         state=state,
@@ -292,7 +291,7 @@ def audit_report(audits, hosts=None, generated=None):
     rows = []
     for name in sorted(set(names)):
         audit = by_host.get(name)
-        rows.append(_row(name, audit, host_state(audit)))
+        rows.append(_row(name, audit, host_verdict(audit)))
     summary = {s: 0 for s in STATES}
     for r in rows:
         summary[r["state"]] += 1

@@ -19,10 +19,11 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service, tomledit
 
 
-def argument_spec(**own):
-    """The options every runtime module has, with the module's ``own`` options (documented per module)."""
+def argument_spec(states=("present", "absent"), **own):
+    """The options every runtime module has, with the module's ``own`` options (documented per module);
+    ``states``: add V(query) where the adapter answers it (service.RuntimeAdapter.query)."""
     spec = dict(
-        state=dict(type="str", default="present", choices=["present", "absent"]),
+        state=dict(type="str", default="present", choices=list(states)),
         runtime_name=dict(type="str", default="nvidia"),
         runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
         variants=dict(type="list", elements="str", default=[], choices=["cdi", "legacy"]),
@@ -72,6 +73,12 @@ def run(module, adapter_class):
     if adapter_class.reads_toml:
         require_toml_reader(module)
     job = _Job(module, adapter_class())
+    if module.params["state"] == "query":   # read only (any TOML reader will do): no plan, no lock, nothing written
+        try:
+            job.result.update(job.adapter.query(job))
+        except job.adapter.errors as e:
+            job.fail(to_native(e))
+        job.done()
     if module.check_mode:   # reads only: no lock needed
         _execute(job)
     try:   # read, plan, write and restart under the files' locks: a concurrent run waits, then reads what this one wrote

@@ -27,10 +27,12 @@ class EngineError(Exception):
 
 
 def default_runner(argv):
-    """Run a command; (rc, stdout, stderr). Missing binary -> rc 127."""
+    """Run a command in the C locale (its output is parsed), for at most a minute; (rc, stdout, stderr).
+    Missing binary (or timeout) -> rc 127."""
     try:
-        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    except OSError as e:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False,
+                           env=dict(os.environ, LC_ALL="C"))
+    except (OSError, subprocess.SubprocessError) as e:
         return 127, "", str(e)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
@@ -194,6 +196,9 @@ _HANDLER_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 def check_names(opts, path_options=("config", "drop_in", "runtime_path"), absolute=("runtime_path",)):
     """Argument checks shared by the runtime engines: the message names the option (before any file is read)."""
+    for v in opts.get("variants") or []:
+        if v not in VARIANT_SUFFIX:
+            raise EngineError("variants: unknown variant %r (known: %s)" % (v, ", ".join(sorted(VARIANT_SUFFIX))))
     name = opts.get("runtime_name")
     if not isinstance(name, str) or not _HANDLER_NAME_RE.match(name) or len(name) > 63:
         raise EngineError("runtime_name %r is not a valid handler name: a RuntimeClass handler is a DNS label "
@@ -211,11 +216,31 @@ def check_names(opts, path_options=("config", "drop_in", "runtime_path"), absolu
         raise EngineError("copy_options_from must name a runtime (it is empty)")
 
 
+def runtime_view(tables, binary_key, default, **extra):
+    """The handlers a loaded configuration holds, as ``state: query`` returns them (both engines): ``runtimes``
+    maps each handler to the binary it runs (``binary_key`` inside its table; None when unset), ``handlers``
+    holds the tables as read, ``default_runtime`` names the default; ``extra`` adds engine keys."""
+    tables = tables if isinstance(tables, dict) else {}
+    runtimes = {}
+    for name, table in tables.items():
+        binary = get_in(table, binary_key)
+        runtimes[name] = binary if isinstance(binary, str) and binary else None
+    view = dict(runtimes=runtimes, handlers=tables, default_runtime=default)
+    view.update(extra)
+    return view
+
+
 def handler_names(opts):
     names = [opts["runtime_name"]]
     for v in opts["variants"] or []:
         names.append("%s-%s" % (opts["runtime_name"], v))
     return names
+
+
+def is_variant(name, opts):
+    """True when ``name`` is one of the variant handlers of ``opts['runtime_name']`` (wanted or not)."""
+    base = opts["runtime_name"] + "-"
+    return name.startswith(base) and name[len(base):] in VARIANT_SUFFIX
 
 
 def handler_binaries(opts):

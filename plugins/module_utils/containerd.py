@@ -29,9 +29,9 @@ import glob
 import os
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (  # noqa: F401 (re-exported)
-    VARIANT_SUFFIX, EngineError, FileChange, Plan, check_names, deep_merge, default_runner, get_in, handler_binaries,
-    handler_names, is_zero, layout_for, parse_version, pick_source, prune_zero, read_binary_version, read_text,
-    render_placeholders, require_tables, runtime_headers, which,
+    EngineError, FileChange, Plan, check_names, deep_merge, default_runner, get_in, handler_binaries,
+    handler_names, is_variant, is_zero, layout_for, parse_version, pick_source, prune_zero, read_binary_version, read_text,
+    render_placeholders, require_tables, runtime_headers, runtime_view, which,
 )
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
     REPLACED, Editor, TomlEditError, TomlText, detect_step, load, render_tables,
@@ -94,9 +94,6 @@ class ContainerdPlan(Plan):
         self.layout = None
         self.validate_with_binary = True
 
-    def version_string(self):
-        return ".".join(str(x) for x in self.containerd_version) if self.containerd_version else None
-
 
 def resolve_version(opts, data, rules, name):
     """Config version from the option, the file's key, or (empty file) what the binary's ``config default``
@@ -110,18 +107,25 @@ def resolve_version(opts, data, rules, name):
         if v not in CRI_PATHS:
             raise EngineError("config_version must be auto or one of %s, not %r"
                               % (", ".join(str(x) for x in versions.CONFIG_VERSIONS), want))
-    elif "version" in data:
-        v = data["version"]
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise EngineError("%s: version must be an integer, found %r" % (name, v))
-    elif data:
-        v = 1
     else:
-        v = rules.empty_file_version()
+        v = file_version(data, name)
+        if v is None:
+            v = rules.empty_file_version()
     why = rules.check_config_version(v, name)
     if why:
         raise EngineError(why)
     return v
+
+
+def file_version(data, name):
+    """A config file's own version: its ``version`` key, 1 for a non-empty file without one (containerd reads
+    it as version 1), None for an empty file (it gets the binary's default, see resolve_version)."""
+    if "version" in data:
+        v = data["version"]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise EngineError("%s: version must be an integer, found %r" % (name, v))
+        return v
+    return 1 if data else None
 
 
 def check_imports(data, config_path):
@@ -130,15 +134,25 @@ def check_imports(data, config_path):
         raise EngineError("%s: imports must be a list of paths, found %r" % (config_path, imports))
 
 
+def import_patterns(entries, config_path, subst=None):
+    """``imports`` entries as absolute paths or globs: a relative one is relative to the config's folder
+    (``subst`` maps placeholders, e.g. MicroK8s' ${SNAP_DATA}, to their values first)."""
+    base = os.path.dirname(os.path.abspath(config_path))
+    out = []
+    for entry in entries or []:
+        if not isinstance(entry, str):
+            continue
+        for k, v in (subst or {}).items():
+            entry = entry.replace(k, v)
+        out.append(entry if os.path.isabs(entry) else os.path.join(base, entry))
+    return out
+
+
 def import_paths(data, config_path):
     """Files listed in ``imports`` (globs expanded, relative to the config's folder), in load order."""
     check_imports(data, config_path)
     out = []
-    base = os.path.dirname(os.path.abspath(config_path))
-    for entry in data.get("imports") or []:
-        if not isinstance(entry, str):
-            continue
-        pattern = entry if os.path.isabs(entry) else os.path.join(base, entry)
+    for pattern in import_patterns(data.get("imports"), config_path):
         if glob.has_magic(pattern):
             out.extend(sorted(glob.glob(pattern)))
         elif os.path.exists(pattern):
@@ -148,12 +162,8 @@ def import_paths(data, config_path):
 
 def import_covers(data, config_path, target):
     """True when an ``imports`` entry (path or glob) of the main config already loads ``target``."""
-    base = os.path.dirname(os.path.abspath(config_path))
     target = os.path.abspath(target)
-    for entry in data.get("imports") or []:
-        if not isinstance(entry, str):
-            continue
-        pattern = entry if os.path.isabs(entry) else os.path.join(base, entry)
+    for pattern in import_patterns(data.get("imports"), config_path):
         pattern = os.path.normpath(pattern)
         if pattern == target or (glob.has_magic(pattern) and fnmatch.fnmatchcase(target, pattern)
                                  and os.path.dirname(pattern) == os.path.dirname(target)):
@@ -167,8 +177,8 @@ def rewrite_imports(text, config_path, exclude=None, append=None):
     ed = Editor(text, config_path)
     data = ed.tt.data
     entries = import_paths(data, config_path)
-    for entry in data.get("imports") or []:        # explicit paths that do not exist yet stay listed
-        full = os.path.normpath(entry if os.path.isabs(entry) else os.path.join(os.path.dirname(os.path.abspath(config_path)), entry))
+    for full in import_patterns(data.get("imports"), config_path):   # explicit paths that do not exist yet stay listed
+        full = os.path.normpath(full)
         if not glob.has_magic(full) and full not in entries:
             entries.append(full)
     if exclude:
@@ -446,8 +456,7 @@ def patch(ed, ctx):
     # handlers no longer wanted (a variant dropped from the options) that we wrote earlier
     for h in runtime_headers(ed, ctx.rt):
         name = h.path[-1]
-        if name not in ctx.ours and name.startswith(opts["runtime_name"] + "-") and h.marker is not None \
-                and name[len(opts["runtime_name"]) + 1:] in VARIANT_SUFFIX:
+        if name not in ctx.ours and is_variant(name, opts) and h.marker is not None:
             ed.remove_table(h.path)
 
     # where a file's runtimes map replaces the built-in one (rules.file_runtimes_replace_builtin): keep the copy source in it
@@ -556,7 +565,7 @@ def unpatch(ed, ctx, only_marked=False):
     names = set(ctx.ours)
     for h in list(runtime_headers(ed, ctx.rt)):
         name = h.path[-1]
-        variant = name.startswith(ctx.opts["runtime_name"] + "-") and name[len(ctx.opts["runtime_name"]) + 1:] in VARIANT_SUFFIX
+        variant = is_variant(name, ctx.opts)
         if h.marker is None:
             if name in names and not _restore_owned(ed, h.path) and not only_marked:
                 ctx.foreign.append("%s (%s, line %d)" % (name, ed.name, h.index + 1))
@@ -613,9 +622,6 @@ def _patch_enable_cri(ed, opts, present, plan, name):
 def _options(opts):
     o = dict(DEFAULTS)
     o.update({k: v for k, v in opts.items() if v is not None or k in ("drop_in", "copy_options_from")})
-    for v in o["variants"] or []:
-        if v not in VARIANT_SUFFIX:
-            raise EngineError("variants: unknown variant %r (known: %s)" % (v, ", ".join(sorted(VARIANT_SUFFIX))))
     if o["layout"] not in (None,) + LAYOUTS:
         raise EngineError("layout must be one of %s, not %r" % (", ".join(LAYOUTS), o["layout"]))
     if o["layout"] in ("auto", "drop_in") and not o["drop_in"]:
@@ -962,6 +968,58 @@ def cri_expected(p):
     return True
 
 
+# -- state: query ---------------------------------------------------------------------------------------
+def cri_view(eff):
+    """What an effective config (an ``Effective``) says about the CRI handlers: ``config_version``,
+    ``runtimes`` (handler -> its ``options.BinaryName``), ``handlers`` (the tables), ``default_runtime``,
+    ``enable_cdi`` and ``cri_disabled`` (``disabled_plugins`` names the CRI plugin)."""
+    cri = get_in(eff.data, CRI_PATHS[eff.version], {}) or {}
+    return runtime_view(eff.runtimes, ("options", "BinaryName"), eff.default, config_version=eff.version,
+                        enable_cdi=cri.get("enable_cdi") is True, cri_disabled=any(x in CRI_PLUGIN_IDS for x in eff.disabled))
+
+
+def query(opts, socket_path=None, runner=default_runner):
+    """``state: query``, read only: the CRI view (see cri_view) of ``config`` as the first ``config_source``
+    that works reads it -- ``command``: ``containerd --config F config dump``; ``file``: F and its imports,
+    merged the way a containerd that loads a file of that version merges them -- and, when something answers
+    on ``socket_path``, the CRI health (``ctr plugins ls``, judged by cri_healthy). Raises EngineError."""
+    opts = _options(opts)
+    config = opts["config"]
+    binpath = which(opts["containerd_path"])
+    main_text = read_text(config)
+    main_data = load(main_text or "", config)
+
+    def from_command():
+        if not binpath:
+            raise EngineError("containerd binary %r not found" % opts["containerd_path"])
+        # containerd 1.x refuses a missing --config: an absent file is dumped as an empty one
+        return Effective(*_dump(binpath, runner, config, None if main_text is not None else "") + ("command",))
+
+    def from_files():
+        version = file_version(main_data, config)
+        if version is None:
+            return Effective(versions.containerd(None).empty_file_version(), {}, "file")
+        why = versions.containerd(None).check_config_version(version, config)
+        if why:
+            raise EngineError(why)
+        return effective_from_files(opts, version, main_data, config, versions.containerd(None))
+
+    source, eff = pick_source(opts["config_source"], {"command": from_command, "file": from_files})
+    out = dict(source=source, view=cri_view(eff), containerd_version=None, cri_health=None)
+    if socket_path and service.socket_answers(socket_path):
+        rules = versions.containerd(None)     # the health rule depends on the major version
+        if binpath:
+            try:
+                rules = versions.containerd(read_binary_version(binpath, runner))
+                out["containerd_version"] = versions.vstr(rules.version)
+            except EngineError:
+                pass
+        ctr = ctr_for(binpath)
+        status = cri_plugin_status(ctr, socket_path, runner=runner) if ctr else None
+        out["cri_health"] = dict(ctr=ctr, plugins=status, healthy=None if status is None else cri_healthy(status, rules))
+    return out
+
+
 # -- the module's part of the shared flow (_runtime_flow) -----------------------------------------------
 class ContainerdHealth(service.Health):
     """The socket answers (the Restarter checks it) and ``ctr plugins ls`` shows the CRI plugin ``ok``
@@ -998,9 +1056,12 @@ class Adapter(service.RuntimeAdapter):
     def plan(self, job):
         return plan(self._opts(job.params), runner=job.run)
 
+    def query(self, job):
+        return query(self._opts(job.params), job.params["socket"], runner=job.run)
+
     def result_fields(self, job):
         p = job.plan
-        return dict(config_version=p.config_version, containerd_version=p.version_string(), layout=p.layout,
+        return dict(config_version=p.config_version, containerd_version=versions.vstr(p.containerd_version), layout=p.layout,
                     cdi_supported=p.rules.cdi, source=p.source, runtimes=p.runtimes, default_runtime=p.default_runtime,
                     low_level_runtime=p.low_level_runtime)
 

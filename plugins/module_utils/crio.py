@@ -4,10 +4,10 @@
 """The CRI-O engine: compute the exact file changes that add (or remove) NVIDIA runtime handlers to CRI-O.
 
 Plain Python, no Ansible: ``plan(opts, runner)`` reads the files CRI-O loads, emulates how CRI-O merges
-them, and returns a ``Plan`` (the containerd engine's) with the before/after text of every file to
-write. The module does the writing, backups, restart and rollback. The generic pieces (``Plan``,
-``FileChange``, ``read_text``, ``get_in``, handler names, TOML editing) come from the containerd engine
-and ``tomledit``; only the CRI-O rules live here:
+them, and returns a ``Plan`` (common.py's) with the before/after text of every file to write. The
+shared flow (``_runtime_flow``) does the writing, backups, restart and rollback. The generic pieces
+(``Plan``, ``FileChange``, ``read_text``, ``get_in``, handler names, source picking) come from
+``common`` and TOML editing from ``tomledit``; only the CRI-O rules live here:
 
 * What CRI-O loads (cri-o ``pkg/config``: ``UpdateFromFile`` then ``UpdateFromPath``): the main file
   (skipped when missing), then every file under the drop-in folder as Go's ``filepath.Walk`` visits it:
@@ -41,9 +41,11 @@ import re
 import stat
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import (
-    VARIANT_SUFFIX, EngineError, FileChange, Plan, check_names, default_runner, get_in, handler_binaries, handler_names,
-    layout_for, pick_source, prune_zero, read_binary_version, read_text, require_tables, runtime_headers, which,
+    EngineError, FileChange, Plan, check_names, default_runner, get_in, handler_binaries, handler_names,
+    is_variant, layout_for, pick_source, prune_zero, read_binary_version, read_text, require_tables, runtime_headers,
+    runtime_view, which,
 )
+from ansible_collections.gpuops.nvidia.plugins.module_utils.versions import vstr
 from ansible_collections.gpuops.nvidia.plugins.module_utils import service
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
     Editor, TomlEditError, TomlText, detect_step, load,
@@ -126,9 +128,6 @@ class CrioPlan(Plan):
         self.backup_dir = None
         self.restart_reason = None    # why a reload is not enough (the restart rule), None: it is
         self.restart_pending = False  # no file changes, but the running CRI-O needs a restart to use them
-
-    def version_string(self):
-        return ".".join(str(x) for x in self.crio_version) if self.crio_version else None
 
 
 # -- what CRI-O loads, and how it merges it ------------------------------------------------------------
@@ -255,7 +254,7 @@ def restart_method(requested, p, can_reload):
         version = p.crio_version
         if version is not None and version < RELOAD_SINCE:
             return "reload", ("CRI-O %s does not reload runtime handlers on SIGHUP (1.26 does); use restart: systemd"
-                              % p.version_string())
+                              % vstr(p.crio_version))
         return "reload", None
     return ("reload" if can_reload else "systemd"), None
 
@@ -307,11 +306,6 @@ def files_view(config, config_dir, builtin, override=None, extra=(), version=Non
 
 def is_managed(text):
     return text is not None and text.startswith(MANAGED)
-
-
-def _is_variant(name, opts):
-    base = opts["runtime_name"] + "-"
-    return name.startswith(base) and name[len(base):] in VARIANT_SUFFIX
 
 
 # -- the running daemon ----------------------------------------------------------------------------------
@@ -380,7 +374,7 @@ def patch(ed, opts, tables):
     check_shape(data, ed.name)
     for h in list(runtime_headers(ed, RT)):        # variants no longer wanted that we wrote (or edited) earlier
         name = h.path[-1]
-        if name not in ours and _is_variant(name, opts):
+        if name not in ours and is_variant(name, opts):
             if h.marker is not None:
                 ed.remove_table(h.path)
             else:
@@ -436,9 +430,9 @@ def unpatch(ed, opts, only_marked=False):
         ed.delete_key(RUNTIME, "default_runtime")
     for h in list(runtime_headers(ed, RT)):
         name = h.path[-1]
-        if h.marker is None and (name in ours or _is_variant(name, opts)) and undo_keys(ed, h.path):
+        if h.marker is None and (name in ours or is_variant(name, opts)) and undo_keys(ed, h.path):
             continue            # a table we did not write, only edited: its owner's bytes are back
-        if (name in ours and (h.marker is not None or not only_marked)) or (_is_variant(name, opts) and h.marker is not None):
+        if (name in ours and (h.marker is not None or not only_marked)) or (is_variant(name, opts) and h.marker is not None):
             ed.remove_table(h.path)
     for h in list(runtime_headers(ed, RT)):
         if h.marker == "added":
@@ -549,9 +543,6 @@ def _options(opts):
     for k in ("config", "config_dir", "drop_in", "backup_dir"):
         if o.get(k):
             o[k] = os.path.abspath(o[k])
-    for v in o["variants"] or []:
-        if v not in VARIANT_SUFFIX:
-            raise EngineError("variants: unknown variant %r (known: %s)" % (v, ", ".join(sorted(VARIANT_SUFFIX))))
     check_names(o, ("config", "config_dir", "drop_in", "backup_dir", "runtime_path", "runtime_root"),
                 absolute=("runtime_path", "runtime_root"))
     return o
@@ -695,7 +686,7 @@ def _plan_copied(p, opts, base, running, eff_default, eff_runtimes, ours, builti
                               "allowed_annotations, monitor_env, container_min_memory... Run the module while CRI-O "
                               "runs (config_source: command reads the table from it), or write the %s table in a file"
                               % (src_name, ".".join(str(x) for x in BUILTIN_HANDLERS[0][0]),
-                                 p.version_string() or "an unknown version", src_name))
+                                 vstr(p.crio_version) or "an unknown version", src_name))
     if source.get("runtime_type") == "vm":
         raise EngineError("the handlers would copy %s, a VM runtime (runtime_type = \"vm\"); the NVIDIA runtime is an "
                           "OCI runtime: set copy_options_from to an OCI runtime such as crun or runc" % src_name)
@@ -845,6 +836,26 @@ __all__ = ["plan", "CrioPlan", "EngineError", "DEFAULTS", "DROP_IN_HEADER", "loa
            "RESTART_FOR", "BUILTIN_HANDLERS", "reload_is_not_enough", "restart_method", "Adapter"]
 
 
+# -- state: query ---------------------------------------------------------------------------------------
+def query(opts, runner=default_runner):
+    """``state: query``, read only: the handlers of the configuration the first ``config_source`` that works
+    reads -- ``command``: what the running CRI-O reports (``crio status --socket S config``); ``file``: the
+    main file and config_dir merged the way CRI-O merges them -- as common.runtime_view reports them
+    (``runtimes``: handler -> its ``runtime_path``). Raises EngineError."""
+    opts = _options(opts)
+    binpath = which(opts["crio_path"])
+    p = CrioPlan()
+
+    def from_files():   # the built-in handlers depend on the version
+        _plan_version(p, binpath, runner, None)
+        return files_view(opts["config"], opts["config_dir"], builtin_default(p.crio_version), version=p.crio_version).data
+
+    source, data = pick_source(opts["config_source"], {"command": lambda: read_running(binpath, opts, runner),
+                                                       "file": from_files})
+    default = get_in(data, RUNTIME + ("default_runtime",)) or builtin_default(p.crio_version)
+    return dict(source=source, crio_version=vstr(p.crio_version), view=runtime_view(get_in(data, RT), ("runtime_path",), default))
+
+
 # -- the module's part of the shared flow (_runtime_flow) -----------------------------------------------
 class CrioHealth(service.Health):
     """The socket answers (the Restarter checks it) and ``crio status config`` reports what was planned
@@ -883,9 +894,12 @@ class Adapter(service.RuntimeAdapter):
     def plan(self, job):
         return plan(dict((k, job.params[k]) for k in DEFAULTS), runner=job.run)
 
+    def query(self, job):
+        return query(dict((k, job.params[k]) for k in DEFAULTS), runner=job.run)
+
     def result_fields(self, job):
         p = job.plan
-        fields = dict(crio_version=p.version_string(), source=p.source, runtimes=p.runtimes,
+        fields = dict(crio_version=vstr(p.crio_version), source=p.source, runtimes=p.runtimes,
                       default_runtime=p.default_runtime)
         if p.low_level_runtime is not None:
             fields["low_level_runtime"] = p.low_level_runtime

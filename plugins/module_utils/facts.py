@@ -43,9 +43,8 @@ import mmap
 import os
 import re
 import shlex
-import subprocess
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils.common import render_placeholders
+from ansible_collections.gpuops.nvidia.plugins.module_utils.common import EngineError, default_runner, get_in, render_placeholders
 from ansible_collections.gpuops.nvidia.plugins.module_utils.service import (
     socket_answers, systemd_running, unit_active,
 )
@@ -54,11 +53,9 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
     HAS_TOML_READER, TomlEditError, load as toml_load,
 )
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils import versions
+from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as crio_rules, versions
+from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import file_version, import_patterns, read_binary_version
 from ansible_collections.gpuops.nvidia.plugins.module_utils.versions import CRI_PATHS, CRI_PLUGIN_IDS
-
-from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import read_binary_version
-from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as crio_rules
 
 NVIDIA_VENDOR = 0x10de
 DISTRIBUTIONS = ("k0s", "k3s", "rke2", "microk8s")
@@ -75,6 +72,8 @@ K3S_NVIDIA_RUNTIMES = (("nvidia", "nvidia-container-runtime"),
                        ("nvidia-experimental", "nvidia-container-runtime-experimental"),
                        ("nvidia-cdi", "nvidia-container-runtime.cdi"))
 K3S_NVIDIA_DIRS = ("/usr/local/nvidia/toolkit",) + PATH_DIRS
+# the template k3s/RKE2 render containerd's config from, per config version (config-v3 from containerd 2.0)
+K3S_TEMPLATES = ((2, "config.toml.tmpl"), (3, "config-v3.toml.tmpl"))
 TOOLKIT_DIRS = PATH_DIRS + ("/usr/local/nvidia/toolkit",)
 PCI_IDS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids")
 MODULE_DIRS = ("/lib/modules", "/usr/lib/modules")
@@ -96,16 +95,6 @@ _K3S_DEFAULT_RE = re.compile(r"""^default-runtime\s*:\s*["']?([^"'\s#]+)""", re.
 # --default-runtime=X, --default-runtime X, and the install script's quoted '--default-runtime' \ 'X'
 _K3S_FLAG_RE = re.compile(r"""--default-runtime["']?(?:[=\s\\]|["'])+([^"'\s\\=]+)""")
 _TEMPLATE_NVIDIA_RE = re.compile(r"""runtimes\.["']?(nvidia[A-Za-z0-9_.-]*)""")
-
-
-def default_runner(argv):
-    """Run a command; (rc, stdout, stderr). Missing binary -> rc 127."""
-    try:
-        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False,
-                           env=dict(os.environ, LC_ALL="C"))
-    except (OSError, subprocess.SubprocessError) as e:
-        return 127, "", str(e)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
 def core_version(text):
@@ -563,21 +552,12 @@ def _load_toml(node, path, e):
         return None
 
 
-def _get(data, path):
-    node = data
-    for p in path:
-        if not isinstance(node, dict) or p not in node:
-            return None
-        node = node[p]
-    return node
-
-
-def _file_config_version(data):
-    """containerd's rule: the ``version`` key; none in a non-empty file means 1; empty -> None."""
-    v = data.get("version")
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    return 1 if data else None
+def _file_config_version(data, name):
+    """containerd.file_version, lenient: a version that is not an integer is unknown (None); the module names it."""
+    try:
+        return file_version(data, name)
+    except EngineError:
+        return None
 
 
 def _containerd_config(node, e, main, extra_files=(), subst=None, tmpl_regex_files=()):
@@ -590,15 +570,11 @@ def _containerd_config(node, e, main, extra_files=(), subst=None, tmpl_regex_fil
     files = []
     data = _load_toml(node, main, e) if e["config_exists"] else None
     if data is not None:
-        files.append((data, _file_config_version(data), True))
+        files.append((data, _file_config_version(data, main), True))
         imports = data.get("imports")
         if isinstance(imports, list):
             e["imports"] = [x for x in imports if isinstance(x, str)]
-            base = os.path.dirname(main)
-            for entry in e["imports"]:
-                for k, v in (subst or {}).items():
-                    entry = entry.replace(k, v)
-                pattern = entry if entry.startswith("/") else base + "/" + entry
+            for pattern in import_patterns(e["imports"], main, subst):
                 found = node.glob(pattern) if glob.has_magic(pattern) else ([pattern] if node.isfile(pattern) else [])
                 for f in found:
                     if f not in e["drop_ins"]:
@@ -609,7 +585,7 @@ def _containerd_config(node, e, main, extra_files=(), subst=None, tmpl_regex_fil
                 e["drop_in_dir_loaded"] = False
         elif e["drop_in_dir"] and e["drop_in_dir_loaded"] is None:
             e["drop_in_dir_loaded"] = False
-        v = _file_config_version(data)
+        v = _file_config_version(data, main)
         if v is not None:
             e["config_version"], e["config_version_source"] = v, "file"
     for f in list(extra_files):
@@ -625,13 +601,13 @@ def _containerd_config(node, e, main, extra_files=(), subst=None, tmpl_regex_fil
         # a drop-in without a version key: look at every CRI path (lenient: it is only reported)
         paths = [CRI_PATHS[v]] if v in CRI_PATHS else list(CRI_PATHS.values())
         for path in paths:
-            cri = _get(d, path) or {}
-            tables = _get(cri, ("containerd", "runtimes"))
+            cri = get_in(d, path) or {}
+            tables = get_in(cri, ("containerd", "runtimes"))
             if isinstance(tables, dict):
                 for name, table in tables.items():
-                    binary = _get(table, ("options", "BinaryName")) if isinstance(table, dict) else None
+                    binary = get_in(table, ("options", "BinaryName")) if isinstance(table, dict) else None
                     runtimes[name] = binary if isinstance(binary, str) else None
-            name = _get(cri, ("containerd", "default_runtime_name"))
+            name = get_in(cri, ("containerd", "default_runtime_name"))
             if isinstance(name, str) and name:
                 default = name
         if isinstance(d.get("disabled_plugins"), list):
@@ -668,7 +644,7 @@ def _containerd_version(node, e, path, dpkg=None):
         except Exception:  # noqa: BLE001 - EngineError or an odd runner failure: fall back to files
             v = None
         if v:
-            e["version"], e["version_source"] = ".".join(str(x) for x in v), "binary"
+            e["version"], e["version_source"] = versions.vstr(v), "binary"
             return
     if dpkg:
         pkg, v = node.dpkg_owner_version(path, dpkg)
@@ -757,12 +733,14 @@ def _k3s_like(node, kind, base, units, bin_names, containerd_bin, config_yaml_di
         e["distribution_version_source"] = "path" if e["distribution_version"] else None
     _containerd_version(node, e, e["binary"])
     cdir = base + "/agent/etc/containerd"
-    e["templates"] = [t for t in (cdir + "/config.toml.tmpl", cdir + "/config-v3.toml.tmpl") if node.isfile(t)]
+    e["templates"] = [cdir + "/" + name for version, name in K3S_TEMPLATES if node.isfile(cdir + "/" + name)]
     e["config_managed"] = True  # regenerated from the template at every start
     _containerd_config(node, e, cdir + "/config.toml", tmpl_regex_files=e["templates"])
     if e["config_version"] is None and e["templates"] and not e["config_exists"]:
-        e["config_version"] = 3 if e["templates"][-1].endswith("config-v3.toml.tmpl") else 2
+        e["config_version"] = [version for version, name in K3S_TEMPLATES if e["templates"][-1].endswith("/" + name)][0]
         e["config_version_source"] = "template"
+    # the template this release renders (the newest that fits its config version)
+    e["template_name"] = [name for version, name in K3S_TEMPLATES if version <= max(e["config_version"] or 2, 2)][-1]
     # what k3s/RKE2 add by themselves at the next start
     auto = {}
     for name, prog in K3S_NVIDIA_RUNTIMES:
@@ -930,17 +908,25 @@ def engine_microk8s(node):
     return e
 
 
-def engine_crio(node):
-    e = _new_engine("crio")
-    e["units"] = ["crio"]
-    unit, unit_file = _unit_file(node, e["units"])
-    binary = _daemon_binary(node, unit_file, "crio")
-    if not binary and not unit_file:
+def _daemon_engine(node, kind, program, config):
+    """The engine dict of a runtime daemon with a systemd unit named ``kind``: its binary (the unit's ExecStart
+    ``program``, else found), version and main ``config``; None when there is neither binary nor unit."""
+    e = _new_engine(kind)
+    e["units"] = [kind]
+    _unit, unit_file = _unit_file(node, e["units"])
+    e["binary"] = _daemon_binary(node, unit_file, program)
+    if not e["binary"] and not unit_file:
         return None
-    e["binary"] = binary
-    e["version"], e["version_source"] = _binary_version(node, binary, dpkg=DPKG_PACKAGES["crio"])
-    e["config"] = "/etc/crio/crio.conf"
-    e["config_exists"] = node.isfile(e["config"])
+    e["version"], e["version_source"] = _binary_version(node, e["binary"], dpkg=DPKG_PACKAGES[kind])
+    e["config"] = config
+    e["config_exists"] = node.isfile(config)
+    return e
+
+
+def engine_crio(node):
+    e = _daemon_engine(node, "crio", "crio", "/etc/crio/crio.conf")
+    if e is None:
+        return None
     e["drop_in_dir"] = "/etc/crio/crio.conf.d"
     e["drop_in_dir_loaded"] = True
     e["drop_ins"] = node.walk_files(e["drop_in_dir"])
@@ -974,16 +960,9 @@ def engine_crio(node):
 
 
 def engine_docker(node):
-    e = _new_engine("docker")
-    e["units"] = ["docker"]
-    unit, unit_file = _unit_file(node, e["units"])
-    binary = _daemon_binary(node, unit_file, "dockerd")
-    if not binary and not unit_file:
+    e = _daemon_engine(node, "docker", "dockerd", "/etc/docker/daemon.json")
+    if e is None:
         return None
-    e["binary"] = binary
-    e["version"], e["version_source"] = _binary_version(node, binary, dpkg=DPKG_PACKAGES["docker"])
-    e["config"] = "/etc/docker/daemon.json"
-    e["config_exists"] = node.isfile(e["config"])
     data = {}
     if e["config_exists"]:
         text = node.read(e["config"]) or ""

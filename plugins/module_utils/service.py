@@ -219,6 +219,10 @@ class RuntimeAdapter(object):
     def plan(self, job):
         raise NotImplementedError
 
+    def query(self, job):
+        """``state: query`` (read only, no lock): the return values (raise one of ``errors``)."""
+        raise NotImplementedError
+
     def result_fields(self, job):
         """Return values of the plan (besides ``changed`` and ``files``)."""
         return {}

@@ -257,10 +257,6 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-changed:
-  description: Whether a file changed (or would change, in check mode).
-  returned: always
-  type: bool
 diff:
   description: A before/after pair per file, with the file as header (check and diff mode).
   returned: when diff mode is on
@@ -268,42 +264,42 @@ diff:
   elements: dict
 config_version:
   description: The config version written.
-  returned: always
+  returned: unless state is query
   type: int
   sample: 2
 layout:
   description: Where the tables went, V(in_place) or V(drop_in) (what O(layout=auto) chose).
-  returned: always
+  returned: unless state is query
   type: str
   sample: drop_in
 cdi_supported:
   description: Whether this containerd has C(enable_cdi) (1.7 and later; true when the version is unknown).
-  returned: always
+  returned: unless state is query
   type: bool
 containerd_version:
-  description: The version of O(containerd_path), when it was found.
+  description: The version of O(containerd_path), when it was found (O(state=query) reads it only for RV(cri_health)).
   returned: always
   type: str
   sample: 1.7.24
 source:
-  description: Which source the effective config was read from.
+  description: Which source the effective configuration was read from.
   returned: always
   type: str
   sample: command
 files:
-  description: Files written (or that would be written in check mode).
+  description: Files written or deleted (or that would be, in check mode).
   returned: always
   type: list
   elements: str
 runtimes:
   description: Handlers managed.
-  returned: always
+  returned: unless state is query
   type: list
   elements: str
   sample: [nvidia, nvidia-cdi]
 default_runtime:
   description: The default runtime after the change.
-  returned: always
+  returned: unless state is query
   type: str
   sample: runc
 low_level_runtime:
@@ -324,6 +320,23 @@ backup_files:
   returned: always
   type: list
   elements: str
+view:
+  description:
+    - The handlers of the effective configuration (C(config dump) with O(config_source=command)).
+    - C(runtimes) maps each handler to its C(options.BinaryName) (null when unset), C(handlers) holds the
+      tables as read, with C(default_runtime), C(config_version), C(enable_cdi) and C(cri_disabled).
+  returned: when state is query
+  type: dict
+  sample: {"runtimes": {"runc": null, "nvidia": /usr/bin/nvidia-container-runtime}, "default_runtime": runc,
+           "config_version": 2, "enable_cdi": false, "cri_disabled": false, "handlers": {}}
+cri_health:
+  description:
+    - The CRI plugin of the containerd on O(socket), as the module judges it after a restart; null when
+      nothing answers there.
+    - C(plugins) holds the C(ctr plugins ls) rows of the CRI plugin (null without C(ctr)), C(healthy) the verdict.
+  returned: when state is query
+  type: dict
+  sample: {"ctr": /usr/bin/ctr, "plugins": {"io.containerd.grpc.v1 cri": ok}, "healthy": true}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -335,6 +348,7 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import Ad
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
+            states=("present", "absent", "query"),
             config=dict(type="path", default="/etc/containerd/config.toml"),
             drop_in=dict(type="path"),
             manage_imports=dict(type="bool", default=True),

@@ -219,17 +219,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-changed:
-  description: Whether a file changed (or would change, in check mode).
-  returned: always
-  type: bool
 diff:
   description: A before/after pair per file, with the file as header (check and diff mode).
   returned: when diff mode is on
   type: list
   elements: dict
 crio_version:
-  description: The version of O(crio_path), when it was found.
+  description: The version of O(crio_path), when it was found (O(state=query) reads it only for the file source).
   returned: always
   type: str
   sample: 1.31.3
@@ -245,13 +241,13 @@ files:
   elements: str
 runtimes:
   description: Handlers managed.
-  returned: always
+  returned: unless state is query
   type: list
   elements: str
   sample: [nvidia, nvidia-cdi]
 default_runtime:
   description: The C(default_runtime) CRI-O uses after the change (from the merged files).
-  returned: always
+  returned: unless state is query
   type: str
   sample: crun
 low_level_runtime:
@@ -272,6 +268,15 @@ backup_files:
   returned: always
   type: list
   elements: str
+view:
+  description:
+    - The handlers of the effective configuration (C(crio status config) with O(config_source=command)).
+    - C(runtimes) maps each handler to its C(runtime_path) (null when unset), C(handlers) holds the tables
+      as read, with C(default_runtime).
+  returned: when state is query
+  type: dict
+  sample: {"runtimes": {"crun": /usr/libexec/crio/crun, "nvidia": /usr/bin/nvidia-container-runtime},
+           "default_runtime": crun, "handlers": {}}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -283,6 +288,7 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.crio import Adapter
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
+            states=("present", "absent", "query"),
             config=dict(type="path", default="/etc/crio/crio.conf"),
             drop_in=dict(type="path", default="/etc/crio/crio.conf.d/99-nvidia.toml"),
             config_dir=dict(type="path", default="/etc/crio/crio.conf.d"),

@@ -171,10 +171,6 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-changed:
-  description: Whether a file changed (or would change, in check mode).
-  returned: always
-  type: bool
 diff:
   description: A before/after pair per file, with the file as header (check and diff mode).
   returned: when diff mode is on
@@ -190,7 +186,7 @@ validated:
   returned: always
   type: bool
 files:
-  description: Files written or removed (or that would be, in check mode).
+  description: Files written or deleted (or that would be, in check mode).
   returned: always
   type: list
   elements: str
@@ -201,7 +197,7 @@ record:
   type: str
   sample: /etc/docker/daemon.json.gpuops-nvidia
 runtimes:
-  description: Runtimes managed.
+  description: Handlers managed.
   returned: always
   type: list
   elements: str

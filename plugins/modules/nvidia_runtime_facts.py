@@ -302,6 +302,9 @@ ansible_facts:
               description: k3s/RKE2 C(config.toml.tmpl) / C(config-v3.toml.tmpl) that exist.
               type: list
               elements: str
+            template_name:
+              description: k3s/RKE2 only, the template that release renders its config from (C(config-v3.toml.tmpl) for config version 3).
+              type: str
             drop_in_dir:
               description: Drop-in folder (C(/etc/containerd/conf.d), C(/etc/k0s/containerd.d), C(/etc/crio/crio.conf.d)), or null.
               type: str

@@ -36,6 +36,7 @@ from typing import Dict, List, Optional
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import docker as engine
 from ansible_collections.gpuops.nvidia.plugins.module_utils.service import wait_until
+from supervisor import wait_or_stop
 
 try:  # imported both as a plain module (sys.path) and as tests.integration.docker_daemon
     from . import harness, oci_image  # type: ignore
@@ -162,11 +163,7 @@ class DockerDaemon:
                 self.proc = self._spawn()
                 self._cond.notify_all()
             proc = self.proc
-            while proc.poll() is None and not self._stopping.is_set():
-                try:
-                    proc.wait(timeout=0.1)
-                except subprocess.TimeoutExpired:
-                    pass
+            wait_or_stop(proc, self._stopping)
             if self._stopping.is_set():
                 return
             with self._cond:

@@ -67,6 +67,15 @@ except ImportError:  # pragma: no cover
 FAIL_MODES = ("exit", "no-cri", "absent")
 
 
+def wait_or_stop(proc: subprocess.Popen, stopping: threading.Event) -> None:
+    """Wait until ``proc`` exits or ``stopping`` is set (looked at every 0.1 s); the supervisors' loop."""
+    while proc.poll() is None and not stopping.is_set():
+        try:
+            proc.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            pass
+
+
 @dataclass
 class Exit:
     """One process the supervisor started and saw end (``pid`` None for an ``absent`` start)."""
@@ -174,11 +183,7 @@ class Supervisor(harness.Daemon):
                 self.proc = proc
                 self._cond.notify_all()
             if proc is not None:
-                while proc.poll() is None and not self._stopping.is_set():
-                    try:
-                        proc.wait(timeout=0.1)
-                    except subprocess.TimeoutExpired:
-                        pass
+                wait_or_stop(proc, self._stopping)
                 if self._stopping.is_set():
                     return  # stop() terminates it
             else:

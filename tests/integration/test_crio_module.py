@@ -8,45 +8,31 @@ that answers. What a real CRI-O does on SIGHUP is NOT exercised here.
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from ansible_run import run_module, run_module_steps
+from unix_server import unix_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
-from test_crio_engine import FIX, NVIDIA, crio_effective, dir_fixture, snapshot  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit" / "plugins" / "module_utils"))
+from test_crio_engine import FIX, NVIDIA, dir_fixture, snapshot  # noqa: E402
+from test_crio_engine import Node as EngineNode  # noqa: E402
 
 MOD = "gpuops.nvidia.nvidia_crio_runtime"
 pytestmark = pytest.mark.integration
 
 
-class Node:
-    def __init__(self, tmp_path: Path, main: str | None = None, dropins: dict[str, str] | None = None):
-        self.root = tmp_path
-        self.etc = tmp_path / "etc" / "crio"
-        self.cdir = self.etc / "crio.conf.d"
-        self.main = self.etc / "crio.conf"
-        self.drop = self.cdir / "99-nvidia.toml"
-        self.etc.mkdir(parents=True, exist_ok=True)
-        if main is not None:
-            self.main.write_text(main)
-        for name, text in (dropins or {}).items():
-            (self.cdir / name).parent.mkdir(parents=True, exist_ok=True)
-            (self.cdir / name).write_text(text)
+class Node(EngineNode):
+    """The engine tests' node, with the module's arguments."""
 
     def args(self, **kw):
         a = dict(config=str(self.main), config_dir=str(self.cdir), drop_in=str(self.drop),
                  crio_path=str(self.root / "no-crio"), socket=str(self.root / "crio.sock"), restart="none")
         a.update(kw)
         return a
-
-    def effective(self):
-        return crio_effective(self.main, self.cdir)
 
 
 def test_check_mode_apply_idempotence_and_absent(tmp_path):
@@ -145,27 +131,8 @@ def test_gpu_operator_file_is_reported(tmp_path):
 # -- restarts, with stand-ins ------------------------------------------------------------------------
 @pytest.fixture
 def answering_socket(tmp_path):
-    path = str(tmp_path / "crio.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(16)
-    stop = threading.Event()
-
-    def serve():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, dummy = srv.accept()
-                conn.close()
-            except OSError:
-                continue
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield path
-    stop.set()
-    t.join()
-    srv.close()
+    with unix_server(str(tmp_path / "crio.sock")) as path:
+        yield path
 
 
 def stand_ins(tmp_path: Path, node: Node) -> dict[str, str]:

@@ -24,8 +24,8 @@ import yaml
 
 import harness
 from ansible_run import REPO_ROOT, run_playbook
-from test_role_sandbox import (STANDIN, assert_ok, base_vars, containerd_vars, default_config, k0s_vars, recap,
-                               run_role, tree)
+from test_role_sandbox import (STANDIN, assert_ok, base_vars, containerd_vars, crio_vars, default_config, k0s_vars,
+                               recap, run_role, tree)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,26 +59,6 @@ def containerd_config(path: Path, default: str, binary: str | None) -> Path:
             + '  SystemdCgroup = true\n')
     path.write_text(text)
     return path
-
-
-def crio_vars(tmp_path: Path, runtime_path: str, **extra) -> dict:
-    conf = tmp_path / "etc/crio/crio.conf"
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text('[crio.runtime]\ndefault_runtime = "crun"\n[crio.runtime.runtimes.crun]\n'
-                    f'runtime_path = "{runtime_path}"\nruntime_root = "/run/crun"\n'
-                    'monitor_path = "/usr/libexec/crio/conmon"\n')
-    v = base_vars(tmp_path)
-    v.update({
-        "nvidia_runtime_engine": "crio",
-        "nvidia_runtime_crio_config": str(conf),
-        "nvidia_runtime_crio_config_dir": str(tmp_path / "etc/crio/crio.conf.d"),
-        "nvidia_runtime_crio_dropin": str(tmp_path / "etc/crio/crio.conf.d/99-nvidia.toml"),
-        "nvidia_runtime_crio_path": str(tmp_path / "no-crio-here"),
-        "nvidia_runtime_crio_socket": str(tmp_path / "crio.sock"),
-        "nvidia_runtime_restart": "none",
-    })
-    v.update(extra)
-    return v
 
 
 def k3s_vars(tmp_path: Path, **extra) -> dict:

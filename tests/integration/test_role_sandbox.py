@@ -549,16 +549,15 @@ def test_k3s_template_extra_must_not_redeclare_nvidia(tmp_path):
     assert rc != 0 and "no nvidia* runtime tables" in out + err
 
 
-def test_crio_dropin_and_toolkit_runtimes(tmp_path):
-    """CRI-O (not installed): the module's drop-in copies crun's table; crun has an explicit path, so the
-    toolkit config lists it first."""
+def crio_vars(tmp_path: Path, runtime_path: str = "/usr/libexec/crio/crun", **extra) -> dict:
+    """CRI-O not installed: a crio.conf whose default crun runs ``runtime_path``, the drop-in folder beside it."""
     conf = tmp_path / "etc/crio/crio.conf"
-    conf.parent.mkdir(parents=True)
+    conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text('[crio.runtime]\ndefault_runtime = "crun"\n[crio.runtime.runtimes.crun]\n'
-                    'runtime_path = "/usr/libexec/crio/crun"\nruntime_root = "/run/crun"\n'
+                    f'runtime_path = "{runtime_path}"\nruntime_root = "/run/crun"\n'
                     'monitor_path = "/usr/libexec/crio/conmon"\n')
-    ev = base_vars(tmp_path)
-    ev.update({
+    v = base_vars(tmp_path)
+    v.update({
         "nvidia_runtime_engine": "crio",
         "nvidia_runtime_crio_config": str(conf),
         "nvidia_runtime_crio_config_dir": str(tmp_path / "etc/crio/crio.conf.d"),
@@ -567,6 +566,14 @@ def test_crio_dropin_and_toolkit_runtimes(tmp_path):
         "nvidia_runtime_crio_socket": str(tmp_path / "crio.sock"),
         "nvidia_runtime_restart": "none",
     })
+    v.update(extra)
+    return v
+
+
+def test_crio_dropin_and_toolkit_runtimes(tmp_path):
+    """CRI-O (not installed): the module's drop-in copies crun's table; crun has an explicit path, so the
+    toolkit config lists it first."""
+    ev = crio_vars(tmp_path)
     rc, out, err, result = run_role(tmp_path, ev)
     assert_ok(rc, out, err)
     dropin = (tmp_path / "etc/crio/crio.conf.d/99-nvidia.toml").read_text()

@@ -33,10 +33,10 @@ def run(tmp_path, text=None, binver=V17, apply=True, name="config.toml", **opts)
 
 
 def write_plan(p):
-    """Write (or delete) every file of a plan, as the module would (without its atomicity)."""
+    """Write (or delete) every file of a plan, as the module would (without its atomicity); any engine's plan."""
     for f in p.files:
         if f.after is None:
-            if os.path.exists(f.path):
+            if os.path.lexists(f.path):
                 os.unlink(f.path)
         else:
             os.makedirs(os.path.dirname(f.path), exist_ok=True)

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as engine
 from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import TomlEditError
+from ansible_collections.gpuops.nvidia.tests.unit.plugins.module_utils.test_containerd_engine import write_plan as apply
 from ansible_run import REPO_ROOT
 
 FIX = REPO_ROOT / "tests" / "fixtures" / "crio"
@@ -104,17 +105,6 @@ class Node:
     @property
     def drop(self) -> Path:
         return self.cdir / "99-nvidia.toml"
-
-
-def apply(p):
-    for f in p.files:
-        if f.after is None:
-            if os.path.lexists(f.path):
-                os.unlink(f.path)
-        else:
-            os.makedirs(os.path.dirname(f.path), exist_ok=True)
-            with open(f.path, "w") as fh:
-                fh.write(f.after)
 
 
 def fixture(name: str) -> str:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
-import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from ansible_collections.gpuops.nvidia.plugins.module_utils import docker as engine
 from ansible_collections.gpuops.nvidia.plugins.module_utils.common import EngineError
 from ansible_run import REPO_ROOT
+from unix_server import unix_server
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "docker"
 SAMPLES = sorted(p.name for p in FIXTURES.glob("*.json"))
@@ -362,27 +361,15 @@ def test_versions():
 
 @pytest.fixture
 def fake_docker_socket(tmp_path):
-    path = str(tmp_path / "docker.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(4)
     state = {"info": {"Runtimes": {"runc": {}, "nvidia": {}}, "DefaultRuntime": "nvidia"}, "requests": []}
 
-    def serve():
-        while True:
-            try:
-                conn, _addr = srv.accept()
-            except OSError:
-                return
-            with conn:
-                state["requests"].append(conn.recv(4096))
-                body = json.dumps(state["info"]).encode()
-                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body)
+    def answer(conn):
+        state["requests"].append(conn.recv(4096))
+        body = json.dumps(state["info"]).encode()
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body)
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield path, state
-    srv.close()
+    with unix_server(str(tmp_path / "docker.sock"), answer) as path:
+        yield path, state
 
 
 def test_daemon_info_and_the_health_judgement(fake_docker_socket, tmp_path):

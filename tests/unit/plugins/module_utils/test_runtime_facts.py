@@ -6,8 +6,6 @@ given to gather() fails the test if it is called. The real containerd builds and
 through Ansible are in tests/integration/test_facts_module.py.
 """
 import json
-import shutil
-import tempfile
 
 import pytest
 
@@ -22,12 +20,8 @@ def forbidden_runner(argv):
 
 @pytest.fixture
 def tree():
-    # short path: unix socket paths are limited to 107 bytes
-    root = tempfile.mkdtemp(prefix="gf", dir="/tmp")
-    t = Tree(root)
-    yield t
-    t.close()
-    shutil.rmtree(root, ignore_errors=True)
+    with Tree.temporary() as t:
+        yield t
 
 
 def gather(tree, **kw):
