@@ -73,3 +73,66 @@ def test_site_rollout_only_over_nodes_with_changes(tmp_path):
     assert_ok(rc, out, err)
     assert "skipping: no hosts matched" not in rollout.search(out)["next"]
     assert recap(out)["changed"] == 0
+
+
+IN_PLACE = """\
+- name: the toolkit step's in-place rules against given facts
+  hosts: localhost
+  gather_facts: false
+  vars_files: [%(role)s/defaults/main.yml, %(role)s/vars/main.yml]
+  vars:
+    missing: {exists: false, isdir: false, mode: null, uid: null, gid: null, checksum: null}
+    dir_ok: {exists: true, isdir: true, mode: "0755", uid: 0, gid: 0, checksum: null}
+    file_ok: {exists: true, isdir: false, mode: "0644", uid: 0, gid: 0, checksum: null}
+    pin: /etc/apt/preferences.d/nvidia-container-toolkit.pref
+    pin_sha1: "{{ lookup('ansible.builtin.template', 'toolkit.pref.j2') | hash('sha1') }}"
+    all_missing: "{{ dict(__nvidia_runtime_facts_paths | zip([missing] * (__nvidia_runtime_facts_paths | length))) }}"
+  tasks:
+    - name: Nothing there yet
+      ansible.builtin.set_fact:
+        ansible_facts: {architecture: x86_64, nvidia_runtime: {paths: "{{ all_missing }}", packages: {}}}
+    - name: Every rule says no
+      ansible.builtin.assert:
+        that:
+          - not __nvidia_runtime_keyrings_dir_in_place
+          - not __nvidia_runtime_toolkit_key_in_place
+          - not __nvidia_runtime_toolkit_pin_in_place
+          - not __nvidia_runtime_toolkit_packages_in_place
+    - name: The folder, the key and the pin as the tasks leave them
+      ansible.builtin.set_fact:
+        ansible_facts:
+          architecture: x86_64
+          nvidia_runtime:
+            packages: {}
+            paths: "{{ all_missing | combine({nvidia_runtime_apt_keyrings_dir: dir_ok, __nvidia_runtime_toolkit_keyring: file_ok,
+                                              pin: file_ok | combine({'checksum': pin_sha1})}) }}"
+    - name: Those rules say yes
+      ansible.builtin.assert:
+        that:
+          - __nvidia_runtime_keyrings_dir_in_place
+          - __nvidia_runtime_toolkit_key_in_place
+          - __nvidia_runtime_toolkit_pin_in_place
+    - name: Another mode, another pin
+      ansible.builtin.set_fact:
+        ansible_facts:
+          architecture: x86_64
+          nvidia_runtime:
+            packages: {}
+            paths: "{{ all_missing | combine({nvidia_runtime_apt_keyrings_dir: dir_ok | combine({'mode': '0700'}),
+                                              pin: file_ok | combine({'checksum': '0' * 40})}) }}"
+    - name: Those rules say no
+      ansible.builtin.assert:
+        that:
+          - not __nvidia_runtime_keyrings_dir_in_place
+          - not __nvidia_runtime_toolkit_pin_in_place
+"""
+
+
+def test_toolkit_in_place_rules_compare_values(tmp_path):
+    """A fresh node (every path missing) is not 'in place' (the rules once compared dict keys only), a path
+    as the task leaves it is, another mode or checksum is not."""
+    (tmp_path / "templates").symlink_to(REPO_ROOT / "roles/nvidia_runtime/templates")
+    pb = tmp_path / "in_place.yml"
+    pb.write_text(IN_PLACE % {"role": REPO_ROOT / "roles/nvidia_runtime"})
+    rc, out, err = run_playbook(pb, extravars={"nvidia_runtime_toolkit_version": "1.17.8-1"}, timeout=300)
+    assert rc == 0, out[-4000:] + err[-2000:]
