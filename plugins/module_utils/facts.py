@@ -1069,3 +1069,89 @@ def gather(root="/", runner=None, run_binaries=None, query_units=None):
         "toml_reader": reader,
     }
     return facts, node.warnings
+
+
+# ---------------------------------------------------------------------------------------------- what the role asks
+# The few things the role needs from the node besides the facts above, so that a run needs no other probe:
+# the modules' Python (what it can read TOML with, whether it may install into it), the version installed
+# of each package the role manages, and the state of the files the role writes. Read-only, like the rest.
+
+def python_probe():
+    """What the Python running this code offers the modules: tomlkit's version (None when missing), whether it is
+    a virtualenv, its prefix, whether it is externally managed (PEP 668) and whether pip is importable."""
+    import sys
+    import sysconfig
+    try:
+        import tomlkit
+        version = getattr(tomlkit, "__version__", None)
+    except Exception:  # noqa: BLE001 - any import failure means the modules cannot use it
+        version = None
+    try:  # found, not imported (importing pip is slow)
+        from importlib.util import find_spec
+        has_pip = find_spec("pip") is not None
+    except Exception:  # noqa: BLE001 - Python 2, or a broken path entry
+        has_pip = False
+    stdlib = sysconfig.get_path("stdlib") or ""
+    return {
+        "executable": sys.executable,
+        "version": version,
+        "venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
+        "prefix": sys.prefix,
+        "externally_managed": os.path.exists(os.path.join(stdlib, "EXTERNALLY-MANAGED")),
+        "pip": has_pip,
+    }
+
+
+def installed_packages(node, names):
+    """{name: version} of ``names`` as the package database says (dpkg status under the root; ``rpm -q`` when
+    programs may run); None for a package that is not installed or when there is no database to ask."""
+    names = list(names or [])
+    if node.isfile("/var/lib/dpkg/status"):
+        status = node.dpkg_status()
+        return dict((n, status.get(n)) for n in names)
+    out = dict((n, None) for n in names)
+    rpm = node.find("rpm", PATH_DIRS)
+    if names and rpm:
+        res = node.run([rpm, "-q", "--qf", "%{NAME} %{VERSION}-%{RELEASE}\\n"] + names)
+        for line in (res[1] if res else "").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in out:
+                out[parts[0]] = parts[1]
+    return out
+
+
+def path_states(node, paths):
+    """{path: state} of ``paths`` (inside the root): exists, isdir, mode (``0644``), uid, gid and the SHA-1 of a
+    regular file's bytes (the checksum Ansible's file modules compare), without following a last symlink."""
+    import hashlib
+    out = {}
+    for path in paths or []:
+        real = node.p(path, follow_last=False)
+        try:
+            st = os.lstat(real)
+        except (IOError, OSError):
+            out[path] = {"exists": False, "isdir": False, "mode": None, "uid": None, "gid": None, "checksum": None}
+            continue
+        checksum = None
+        if os.path.isfile(real) and not os.path.islink(real):
+            h = hashlib.sha1()
+            try:
+                with open(real, "rb") as f:
+                    for chunk in iter(lambda: f.read(65536), b""):
+                        h.update(chunk)
+                checksum = h.hexdigest()
+            except (IOError, OSError):
+                checksum = None
+        out[path] = {"exists": True, "isdir": os.path.isdir(real) and not os.path.islink(real),
+                     "mode": "%04o" % (st.st_mode & 0o7777), "uid": st.st_uid, "gid": st.st_gid, "checksum": checksum}
+    return out
+
+
+def gather_role_inputs(root="/", packages=(), paths=(), runner=None, run_binaries=None):
+    """The ``probe``, ``packages`` and ``paths`` keys the role asks for (see the module's options)."""
+    node = Node(root, runner=runner, run_binaries=run_binaries)
+    return {
+        "probe": python_probe(),
+        "packages": installed_packages(node, packages),
+        "paths": path_states(node, paths),
+    }

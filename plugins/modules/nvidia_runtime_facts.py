@@ -67,6 +67,27 @@ options:
       - GPU names come from C(pci.ids) under O(root).
     type: path
     default: /
+  host_facts:
+    description:
+      - Also set the host facts the role C(gpuops.nvidia.nvidia_runtime) reads, as a fact gathering of the
+        C(min) subset would set them (the same collectors of ansible-core, so the same values) -- C(os_family),
+        C(distribution), C(distribution_version), C(distribution_major_version), C(distribution_release),
+        C(architecture), C(kernel), C(python), C(pkg_mgr), C(system), C(machine) and the rest of those collectors' facts --
+        so a play needs no fact gathering. They describe the machine the module runs on, whatever O(root) is.
+    type: bool
+    default: false
+  packages:
+    description:
+      - Packages whose installed version to report in RV(ansible_facts.nvidia_runtime.packages).
+    type: list
+    elements: str
+    default: []
+  paths:
+    description:
+      - Paths (inside O(root)) whose state to report in RV(ansible_facts.nvidia_runtime.paths).
+    type: list
+    elements: path
+    default: []
 notes:
   - On O(root=/) versions come from C(<binary> --version) (C(k0s version)), falling back to the files above;
     GPU names from C(lspci -mm -s <address>), falling back to C(pci.ids).
@@ -445,18 +466,95 @@ ansible_facts:
             missing:
               description: Without a reader, the message the modules fail with (what was found, what is needed, what to install); else null.
               type: str
+        probe:
+          description: What the Python running the modules offers them (the one that ran this module).
+          type: dict
+          returned: always
+          contains:
+            executable:
+              description: The interpreter.
+              type: str
+            version:
+              description: tomlkit's version when it can be imported, else null.
+              type: str
+              sample: 0.13.3
+            venv:
+              description: It is a virtualenv.
+              type: bool
+            prefix:
+              description: Its C(sys.prefix).
+              type: str
+            externally_managed:
+              description: Its standard library folder holds C(EXTERNALLY-MANAGED) (PEP 668).
+              type: bool
+            pip:
+              description: pip can be imported.
+              type: bool
+        packages:
+          description:
+            - Installed version of each package of O(packages) (C(1.17.8-1)), null when not installed; from the dpkg
+              database, else C(rpm -q) (only when O(root=/)).
+          type: dict
+          returned: always
+          sample: {"nvidia-container-toolkit": "1.17.8-1"}
+        paths:
+          description: State of each path of O(paths), keyed by the path; a last symlink is not followed.
+          type: dict
+          returned: always
+          contains:
+            exists:
+              description: It exists.
+              type: bool
+            isdir:
+              description: It is a folder.
+              type: bool
+            mode:
+              description: Permission bits in octal, e.g. C(0644); null when missing.
+              type: str
+            uid:
+              description: Owner id, or null.
+              type: int
+            gid:
+              description: Group id, or null.
+              type: int
+            checksum:
+              description: SHA-1 of a regular file's bytes (what Ansible's C(stat) and C(copy) compare), else null.
+              type: str
 """
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.facts.system.distribution import DistributionFactCollector
+from ansible.module_utils.facts.system.pkg_mgr import PkgMgrFactCollector
+from ansible.module_utils.facts.system.platform import PlatformFactCollector
+from ansible.module_utils.facts.system.python import PythonFactCollector
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import facts as facts_lib
 
 
+HOST_FACT_COLLECTORS = (PlatformFactCollector, DistributionFactCollector, PythonFactCollector, PkgMgrFactCollector)
+
+
+def host_facts(module):
+    """The facts of ansible-core's platform, distribution, python and pkg_mgr collectors (part of a C(min) fact
+    gathering), unprefixed as setup returns them under ansible_facts."""
+    collected = {}
+    for cls in HOST_FACT_COLLECTORS:
+        found = cls().collect(module=module, collected_facts=dict(
+            collected, **dict(("ansible_" + k, v) for k, v in collected.items()))) or {}
+        collected.update(found)
+    return collected
+
+
 def main():
     module = AnsibleModule(
-        argument_spec=dict(root=dict(type="path", default="/")),
+        argument_spec=dict(
+            root=dict(type="path", default="/"),
+            host_facts=dict(type="bool", default=False),
+            packages=dict(type="list", elements="str", default=[]),
+            paths=dict(type="list", elements="path", default=[]),
+        ),
         supports_check_mode=True,
     )
     root = module.params["root"]
@@ -467,9 +565,12 @@ def main():
         return module.run_command(argv, environ_update={"LC_ALL": "C"})
 
     facts, warnings = facts_lib.gather(root, runner=run)
+    facts.update(facts_lib.gather_role_inputs(root, module.params["packages"], module.params["paths"], runner=run))
     for w in warnings:
         module.warn(w)
-    module.exit_json(changed=False, ansible_facts={"nvidia_runtime": facts})
+    result = host_facts(module) if module.params["host_facts"] else {}
+    result["nvidia_runtime"] = facts
+    module.exit_json(changed=False, ansible_facts=result)
 
 
 if __name__ == "__main__":

@@ -77,3 +77,37 @@ def test_parse_nodes(bench):
     assert bench.parse_nodes("8,1,4,4") == [1, 4, 8]
     with pytest.raises(Exception):
         bench.parse_nodes("0,2")
+
+
+def test_starts_between(bench):
+    a = {"Boots": 3, "NRestarts": 0, "InvocationID": "x", "MainPID": 10}
+    assert bench.starts_between(a, dict(a)) == 0
+    # systemctl restart: a new invocation and PID, one more boot line, NRestarts unchanged
+    assert bench.starts_between(a, dict(a, Boots=4, InvocationID="y", MainPID=11)) == 1
+    # two restarts between the readings: the journal's count wins
+    assert bench.starts_between(a, dict(a, Boots=5, InvocationID="z", MainPID=12)) == 2
+    # a journal rotated away still shows the new PID
+    assert bench.starts_between(a, dict(a, Boots=0, MainPID=12)) == 1
+    assert bench.starts_between({}, {}) == 0
+
+
+def test_peer_summary(bench):
+    samples = {"floor": [1.0, 2.0, 3.0], "module": [2.0, 2.0, 4.0], "site": [4.0, 5.0, 6.0], "naive": [8.0, 10.0, 12.0]}
+    restarts = {"floor": [0, 0, 0], "module": [0, 0, 0], "site": [0, 0, 0], "naive": [4, 4, 4]}
+    s = bench.peer_summary(samples, restarts, 4)
+    assert s["site"]["site_ratio"] == 1.0
+    assert s["module"]["site_ratio"] == 2.5 and s["floor"]["site_ratio"] == 2.5
+    assert s["naive"]["site_ratio"] == 0.5
+    assert s["naive"]["restarts_total"] == 12 and s["naive"]["restarts_per_run_per_node"] == 1.0
+    assert s["site"]["restarts_per_run_per_node"] == 0.0
+    assert s["module"]["median_s"] == 2.0 and s["module"]["n"] == 3
+    # a peer without samples has no ratio
+    assert bench.peer_summary({"site": [1.0], "careful": []}, {}, 1)["careful"]["site_ratio"] is None
+
+
+def test_peers_are_playbooks_of_the_repository(bench):
+    names = [name for name, _pb, _what in bench.PEERS]
+    assert names[0] == "floor" and names[-1] == "naive"   # the naive peer restarts containerd: last in a round
+    assert set(bench.NO_CHANGE_PEERS) == set(names) - {"naive"}
+    for _name, pb, _what in bench.PEERS:
+        assert pb.is_file(), pb

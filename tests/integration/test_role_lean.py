@@ -1,0 +1,138 @@
+"""A run of the role (and of playbooks/site.yml) that changes nothing is lean: no fact gathering, no separate
+TOML-reader probe, no verify step (unless nvidia_runtime_verify=always or a change), and site.yml's rollout play
+gets no host. Sandboxes in tmp_path, the helpers of test_role_sandbox.py."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ansible_run import REPO_ROOT, run_playbook
+from test_role_sandbox import (
+    STANDIN, assert_ok, containerd_vars, default_config, k0s_vars, localhost_inventory, recap, run_role,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+VERIFIED = "containerd's effective config has nvidia"
+
+
+def ran(out: str, task: str) -> bool:
+    """The task ran (ok/changed) rather than being skipped."""
+    m = re.search(r"TASK \[[^\]]*%s\][^\n]*\n(?P<status>\w+):" % re.escape(task), out)
+    assert m, "task %r not in the output:\n%s" % (task, out[-3000:])
+    return m["status"] in ("ok", "changed")
+
+
+def test_no_change_run_skips_probe_and_verify(tmp_path, builds):
+    build = builds["1.7"]
+    config = default_config(build, tmp_path / "etc/containerd/config.toml")
+    ev = containerd_vars(tmp_path, build, config, nvidia_runtime_binary=STANDIN)
+
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    assert result["engine_changed"] is True
+    assert VERIFIED in out                     # a change: verified
+    assert "Gathering Facts" not in out
+    assert not ran(out, "Probe the node's Python (virtualenv, PEP 668 marker, pip)")   # the facts named a TOML reader
+
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    assert recap(out)["changed"] == 0
+    assert VERIFIED not in out and not ran(out, "Verify what the runtime reports")
+    assert not ran(out, "Probe the node's Python (virtualenv, PEP 668 marker, pip)")
+
+    rc, out, err, result = run_role(tmp_path, dict(ev, nvidia_runtime_verify="always"))
+    assert_ok(rc, out, err)
+    assert recap(out)["changed"] == 0
+    assert VERIFIED in out
+
+
+def test_site_rollout_only_over_nodes_with_changes(tmp_path):
+    ev = k0s_vars(tmp_path / "sb", nvidia_runtime_k0s_version="1.34.2")
+    ev["ansible_become"] = False
+    inv = localhost_inventory(tmp_path)
+    site = REPO_ROOT / "playbooks/site.yml"
+    rollout = re.compile(r"PLAY \[NVIDIA runtime on the GPU nodes\] \**\n(?P<next>[^\n]*\n[^\n]*)")
+
+    rc, out, err = run_playbook(site, extravars=dict(ev, nvidia_runtime_serial=1), inventory=inv)
+    assert_ok(rc, out, err)
+    assert "skipping: no hosts matched" not in rollout.search(out)["next"]
+    assert (tmp_path / "sb/etc/k0s/containerd.d/nvidia.toml").is_file()
+
+    before = (tmp_path / "sb/etc/k0s/containerd.d/nvidia.toml").read_bytes()
+    rc, out, err = run_playbook(site, extravars=dict(ev, nvidia_runtime_serial=1), inventory=inv)
+    assert_ok(rc, out, err)
+    assert "skipping: no hosts matched" in rollout.search(out)["next"]     # planned: nothing to do
+    assert recap(out)["changed"] == 0
+    assert "Gathering Facts" not in out
+    assert (tmp_path / "sb/etc/k0s/containerd.d/nvidia.toml").read_bytes() == before
+
+    # without the plan every node goes to the rollout, as before
+    rc, out, err = run_playbook(site, extravars=dict(ev, nvidia_runtime_site_plan=False), inventory=inv)
+    assert_ok(rc, out, err)
+    assert "skipping: no hosts matched" not in rollout.search(out)["next"]
+    assert recap(out)["changed"] == 0
+
+
+IN_PLACE = """\
+- name: the toolkit step's in-place rules against given facts
+  hosts: localhost
+  gather_facts: false
+  vars_files: [%(role)s/defaults/main.yml, %(role)s/vars/main.yml]
+  vars:
+    missing: {exists: false, isdir: false, mode: null, uid: null, gid: null, checksum: null}
+    dir_ok: {exists: true, isdir: true, mode: "0755", uid: 0, gid: 0, checksum: null}
+    file_ok: {exists: true, isdir: false, mode: "0644", uid: 0, gid: 0, checksum: null}
+    pin: /etc/apt/preferences.d/nvidia-container-toolkit.pref
+    pin_sha1: "{{ lookup('ansible.builtin.template', 'toolkit.pref.j2') | hash('sha1') }}"
+    all_missing: "{{ dict(__nvidia_runtime_facts_paths | zip([missing] * (__nvidia_runtime_facts_paths | length))) }}"
+  tasks:
+    - name: Nothing there yet
+      ansible.builtin.set_fact:
+        ansible_facts: {architecture: x86_64, nvidia_runtime: {paths: "{{ all_missing }}", packages: {}}}
+    - name: Every rule says no
+      ansible.builtin.assert:
+        that:
+          - not __nvidia_runtime_keyrings_dir_in_place
+          - not __nvidia_runtime_toolkit_key_in_place
+          - not __nvidia_runtime_toolkit_pin_in_place
+          - not __nvidia_runtime_toolkit_packages_in_place
+    - name: The folder, the key and the pin as the tasks leave them
+      ansible.builtin.set_fact:
+        ansible_facts:
+          architecture: x86_64
+          nvidia_runtime:
+            packages: {}
+            paths: "{{ all_missing | combine({nvidia_runtime_apt_keyrings_dir: dir_ok, __nvidia_runtime_toolkit_keyring: file_ok,
+                                              pin: file_ok | combine({'checksum': pin_sha1})}) }}"
+    - name: Those rules say yes
+      ansible.builtin.assert:
+        that:
+          - __nvidia_runtime_keyrings_dir_in_place
+          - __nvidia_runtime_toolkit_key_in_place
+          - __nvidia_runtime_toolkit_pin_in_place
+    - name: Another mode, another pin
+      ansible.builtin.set_fact:
+        ansible_facts:
+          architecture: x86_64
+          nvidia_runtime:
+            packages: {}
+            paths: "{{ all_missing | combine({nvidia_runtime_apt_keyrings_dir: dir_ok | combine({'mode': '0700'}),
+                                              pin: file_ok | combine({'checksum': '0' * 40})}) }}"
+    - name: Those rules say no
+      ansible.builtin.assert:
+        that:
+          - not __nvidia_runtime_keyrings_dir_in_place
+          - not __nvidia_runtime_toolkit_pin_in_place
+"""
+
+
+def test_toolkit_in_place_rules_compare_values(tmp_path):
+    """A fresh node (every path missing) is not 'in place' (the rules once compared dict keys only), a path
+    as the task leaves it is, another mode or checksum is not."""
+    (tmp_path / "templates").symlink_to(REPO_ROOT / "roles/nvidia_runtime/templates")
+    pb = tmp_path / "in_place.yml"
+    pb.write_text(IN_PLACE % {"role": REPO_ROOT / "roles/nvidia_runtime"})
+    rc, out, err = run_playbook(pb, extravars={"nvidia_runtime_toolkit_version": "1.17.8-1"}, timeout=300)
+    assert rc == 0, out[-4000:] + err[-2000:]
