@@ -33,20 +33,20 @@ CONTAINERD_17 = CACHE / "containerd" / "trixie" / "usr" / "bin" / "containerd"
 FIXTURE = REPO / "tests" / "fixtures" / "containerd" / "default-1.7.toml"
 FIXTURE_V1 = REPO / "tests" / "fixtures" / "containerd" / "legacy-v1.toml"
 
-# (id, pyenv version, packages as the distribution ships them, the reader the module must pick)
+# (id, Python major.minor (the newest pyenv build of it), packages as the distribution ships them, the reader the module must pick)
 NODES = [
-    ("ubuntu2204-tomlkit", "3.10.13", ["tomlkit==0.9.2"], "tomlkit"),        # python3-tomlkit 0.9.2 (no unwrap)
-    ("ubuntu2204-tomli", "3.10.13", ["tomli==1.2.2"], "tomli"),              # python3-tomli 1.2.2
-    ("ubuntu2204-toml", "3.10.13", ["toml==0.10.2"], "toml"),                # python3-toml 0.10.2
-    ("ubuntu2204-tomlkit0117", "3.10.13", ["tomlkit==0.11.7"], "tomlkit"),    # Debian 12's tomlkit, without tomllib
-    ("debian12", "3.11.7", ["tomlkit==0.11.7"], "tomllib"),                  # bookworm: python3-tomlkit 0.11.7
-    ("rhel8", "3.6.15", ["toml==0.10.0"], "toml"),                           # RHEL 8 AppStream python3-toml 0.10.0
-    ("rhel8-tomli", "3.6.15", ["tomli==1.2.2"], "tomli"),                    # EPEL's python3-tomli on 3.6
-    ("rhel9", "3.9.18", ["toml==0.10.2"], "toml"),                           # RHEL 9 AppStream python3-toml 0.10.2
-    ("ubuntu2404", "3.12.1", ["tomlkit==0.12.4"], "tomllib"),
-    ("debian13", "3.13.0", ["tomlkit==0.13.2"], "tomllib"),
+    ("ubuntu2204-tomlkit", "3.10", ["tomlkit==0.9.2"], "tomlkit"),        # python3-tomlkit 0.9.2 (no unwrap)
+    ("ubuntu2204-tomli", "3.10", ["tomli==1.2.2"], "tomli"),              # python3-tomli 1.2.2
+    ("ubuntu2204-toml", "3.10", ["toml==0.10.2"], "toml"),                # python3-toml 0.10.2
+    ("ubuntu2204-tomlkit0117", "3.10", ["tomlkit==0.11.7"], "tomlkit"),    # Debian 12's tomlkit, without tomllib
+    ("debian12", "3.11", ["tomlkit==0.11.7"], "tomllib"),                  # bookworm: python3-tomlkit 0.11.7
+    ("rhel8", "3.6", ["toml==0.10.0"], "toml"),                           # RHEL 8 AppStream python3-toml 0.10.0
+    ("rhel8-tomli", "3.6", ["tomli==1.2.2"], "tomli"),                    # EPEL's python3-tomli on 3.6
+    ("rhel9", "3.9", ["toml==0.10.2"], "toml"),                           # RHEL 9 AppStream python3-toml 0.10.2
+    ("ubuntu2404", "3.12", ["tomlkit==0.12.4"], "tomllib"),
+    ("debian13", "3.13", ["tomlkit==0.13.2"], "tomllib"),
 ]
-BARE = [("rhel8-bare", "3.6.15", [], None), ("el-3.9-bare", "3.9.18", [], None)]
+BARE = [("rhel8-bare", "3.6", [], None), ("el-3.9-bare", "3.9", [], None)]
 # the module through Ansible on the distributions' own combos (the reader test covers every node)
 MODULE_NODES = [n for n in NODES if n[0] not in ("ubuntu2204-tomlkit0117", "rhel8-tomli")]
 OLD_PYTHONS = ("3.6", "3.7")   # ansible-core 2.19 does not manage them
@@ -79,20 +79,28 @@ def _venv(python: Path, packages: list[str]):
     return build
 
 
+def pyenv_python(minor: str) -> Path:
+    """The newest ~/.pyenv/versions/<minor>.N interpreter (whatever patch release the machine has)."""
+    found = sorted(PYENV.glob(minor + ".*/bin/python"),
+                   key=lambda p: [int(x) for x in p.parent.parent.name.split(".") if x.isdigit()])
+    found = [p for p in found if p.parent.parent.name.count(".") == 2]
+    if not found:
+        pytest.skip("no Python %s under ~/.pyenv" % minor)
+    return found[-1]
+
+
 def node_python(node) -> Path:
-    name, version, packages, _reader = node
-    python = PYENV / version / "bin" / "python"
-    if not python.is_file():
-        pytest.skip("no Python %s under ~/.pyenv" % version)
-    venv = _atomic_build(NODEPY / ("%s-%s" % (version, name)), _venv(python, packages))
+    name, minor, packages, _reader = node
+    python = pyenv_python(minor)
+    venv = _atomic_build(NODEPY / ("%s-%s" % (python.parent.parent.name, name)), _venv(python, packages))
     return venv / "bin" / "python"
 
 
 def controller(version: str) -> list[str]:
     """The argv start of ``ansible`` that can manage a node running Python ``version``."""
-    if version.rsplit(".", 1)[0] not in OLD_PYTHONS:
+    if ".".join(version.split(".")[:2]) not in OLD_PYTHONS:
         return [sys.executable, str(Path(sys.executable).parent / "ansible")]
-    python = PYENV / "3.11.7" / "bin" / "python"
+    python = pyenv_python("3.11")   # ansible-core 2.16 runs on a 3.10-3.12 controller
     venv = _atomic_build(CONTROLLER_216, _venv(python, ["ansible-core>=2.16,<2.17"]))
     return [str(venv / "bin" / "python"), str(venv / "bin" / "ansible")]
 
