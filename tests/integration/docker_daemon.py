@@ -154,7 +154,8 @@ class DockerDaemon:
                                                      " (failing)" if failing else "", " ".join(argv))).encode())
             log.flush()
             return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=self.environ(), cwd=str(self.tmp), start_new_session=True)
+                                    env=self.environ(), cwd=str(self.tmp), start_new_session=True,
+                                    preexec_fn=harness.default_signals)
 
     def _loop(self) -> None:
         while not self._stopping.is_set():

@@ -84,6 +84,14 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes incl. NUL; containerd also binds SOCK + ".ttrpc"
 
 
+def default_signals() -> None:
+    """``preexec_fn`` of every daemon the tests start: SIGHUP (and SIGINT/SIGTERM) back to their default
+    action. A child inherits ignored signals: under ``nohup`` (or a CI runner that ignores SIGHUP) containerd
+    would ignore the SIGHUP the module's signal path sends, and the restart tests would judge the wrong thing."""
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 class HarnessError(RuntimeError):
     pass
 
@@ -443,7 +451,7 @@ class Daemon:
             log.flush()
             return subprocess.Popen(self._wrap(self.command(config_path)), stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT, env=self.environ(),
-                                    cwd=str(self.tmpdir), start_new_session=True)
+                                    cwd=str(self.tmpdir), start_new_session=True, preexec_fn=default_signals)
 
     def start(self) -> None:
         self._ensure_namespace()
