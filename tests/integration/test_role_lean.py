@@ -34,13 +34,13 @@ def test_no_change_run_skips_probe_and_verify(tmp_path, builds):
     assert result["engine_changed"] is True
     assert VERIFIED in out                     # a change: verified
     assert "Gathering Facts" not in out
-    assert not ran(out, "Probe the node's Python (virtualenv, PEP 668 marker, pip)")   # the facts named a TOML reader
+    assert not ran(out, "Install the distribution's TOML reader package")   # the facts named a TOML reader
 
     rc, out, err, result = run_role(tmp_path, ev)
     assert_ok(rc, out, err)
     assert recap(out)["changed"] == 0
     assert VERIFIED not in out and not ran(out, "Verify what the runtime reports")
-    assert not ran(out, "Probe the node's Python (virtualenv, PEP 668 marker, pip)")
+    assert not ran(out, "Install the distribution's TOML reader package")
 
     rc, out, err, result = run_role(tmp_path, dict(ev, nvidia_runtime_verify="always"))
     assert_ok(rc, out, err)
