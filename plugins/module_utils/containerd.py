@@ -979,21 +979,24 @@ def cri_view(eff):
 
 
 def query(opts, socket_path=None, runner=default_runner):
-    """``state: query``, read only: the CRI view (see cri_view) of ``config`` as the first ``config_source``
-    that works reads it -- ``command``: ``containerd --config F config dump``; ``file``: F and its imports,
+    """``state: query``, read only: the CRI view (see cri_view) of ``config`` (rendered with ``placeholders``)
+    as the first ``config_source`` that works reads it -- ``command``: ``containerd --config F config dump``; ``file``: F and its imports,
     merged the way a containerd that loads a file of that version merges them -- and, when something answers
     on ``socket_path``, the CRI health (``ctr plugins ls``, judged by cri_healthy). Raises EngineError."""
     opts = _options(opts)
     config = opts["config"]
     binpath = which(opts["containerd_path"])
     main_text = read_text(config)
-    main_data = load(main_text or "", config)
+    rendered = render_placeholders(main_text, opts["placeholders"])   # as the reader sees it (same text without)
+    main_data = load(rendered or "", config)
 
     def from_command():
         if not binpath:
             raise EngineError("containerd binary %r not found" % opts["containerd_path"])
-        # containerd 1.x refuses a missing --config: an absent file is dumped as an empty one
-        return Effective(*_dump(binpath, runner, config, None if main_text is not None else "") + ("command",))
+        # containerd 1.x refuses a missing --config: an absent file is dumped as an empty one; a rendered
+        # template is dumped from a temp copy
+        text = "" if main_text is None else (None if rendered == main_text else rendered)
+        return Effective(*_dump(binpath, runner, config, text) + ("command",))
 
     def from_files():
         version = file_version(main_data, config)

@@ -211,3 +211,31 @@ def test_module_check_mode_then_run_then_check(tmp_path):
     r = run_module("gpuops.nvidia.nvidia_containerd_runtime", args, check=True)
     assert not r["failed"] and r["changed"] is False, r.get("msg")
     assert cfg.read_text() == text
+
+
+@pytest.mark.parametrize("source", ["file", "command"])
+def test_query_reads_the_template_as_rendered(tmp_path, source):
+    """state=query with placeholders: the view (file source) and the config dump (command source: a rendered
+    temp copy, never the template itself) see the rendered values; the template keeps its bytes."""
+    cfg = tmp_path / "containerd-template.toml"
+    cfg.write_text(template("containerd-template-v2-kata.toml"))
+    before = cfg.read_bytes()
+    binary = tmp_path / "containerd"
+    binary.write_text("#!/bin/sh\nexit 1\n")
+    binary.chmod(0o755)
+    dumped = []
+
+    def runner(argv):   # a config dump that answers with the file it was given
+        assert argv[1:2] == ["--config"] and argv[3:] == ["config", "dump"], argv
+        dumped.append((argv[2], Path(argv[2]).read_text()))
+        return 0, dumped[-1][1], ""
+
+    out = engine.query(dict(config=str(cfg), containerd_path=str(binary), config_source=[source],
+                            placeholders=VALUES), runner=runner)
+    assert out["source"] == source
+    assert out["view"]["default_runtime"] == VALUES["${RUNTIME}"]
+    assert cfg.read_bytes() == before
+    if source == "command":
+        assert len(dumped) == 1 and dumped[0][0] != str(cfg) and not PLACEHOLDER.search(dumped[0][1])
+    else:
+        assert dumped == []
