@@ -1077,15 +1077,10 @@ def gather(root="/", runner=None, run_binaries=None, query_units=None):
 # of each package the role manages, and the state of the files the role writes. Read-only, like the rest.
 
 def python_probe():
-    """What the Python running this code offers the modules: tomlkit's version (None when missing), whether it is
+    """What the Python running this code offers the modules besides its TOML reader (``toml_reader``): whether it is
     a virtualenv, its prefix, whether it is externally managed (PEP 668) and whether pip is importable."""
     import sys
     import sysconfig
-    try:
-        import tomlkit
-        version = getattr(tomlkit, "__version__", None)
-    except Exception:  # noqa: BLE001 - any import failure means the modules cannot use it
-        version = None
     try:  # found, not imported (importing pip is slow)
         from importlib.util import find_spec
         has_pip = find_spec("pip") is not None
@@ -1094,7 +1089,6 @@ def python_probe():
     stdlib = sysconfig.get_path("stdlib") or ""
     return {
         "executable": sys.executable,
-        "version": version,
         "venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
         "prefix": sys.prefix,
         "externally_managed": os.path.exists(os.path.join(stdlib, "EXTERNALLY-MANAGED")),

@@ -474,10 +474,6 @@ ansible_facts:
             executable:
               description: The interpreter.
               type: str
-            version:
-              description: tomlkit's version when it can be imported, else null.
-              type: str
-              sample: 0.13.3
             venv:
               description: It is a virtualenv.
               type: bool
