@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import errno
 import os
 import re
 import subprocess
@@ -68,23 +69,27 @@ def read_binary_version(path, runner):
 
 
 def read_text(path):
-    """File text, or None when it does not exist. Errors are EngineErrors (a symlink loop too: it is not a
-    missing file)."""
+    """The text of the file at ``path`` (every engine reads its files with this), or None when there is no
+    file to read: it does not exist, it is a dangling symlink, or a folder on its way is a file (ENOTDIR; the
+    write will say why it cannot create it). EngineError naming the path for a symlink loop (it is not a
+    missing file), a directory, a file that cannot be read, and bytes that are not UTF-8."""
     try:
         fileops.resolve(path)
     except fileops.FileOpError as e:
         raise EngineError(str(e))
+    if os.path.isdir(path):
+        raise EngineError("%s is a directory, not a config file" % path)
     try:
         with open(path, "rb") as f:
             data = f.read()
     except (IOError, OSError) as e:
-        if not os.path.exists(path):
+        if getattr(e, "errno", None) in (errno.ENOENT, errno.ENOTDIR):
             return None
         raise EngineError("cannot read %s: %s" % (path, e))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise EngineError("%s is not UTF-8 text: %s" % (path, e))
+        raise EngineError("%s is not UTF-8 text (%s); config files must be UTF-8" % (path, e))
 
 
 def get_in(data, path, default=None):

@@ -15,8 +15,8 @@ missing table is added after the family of its closest existing parent table (el
 file's indentation style (the toolkit's own files use none), its header marked ``# gpuops.nvidia: added``:
 the one marker written, so that unsetting its last key removes the table again (original bytes back).
 
-Nothing here writes: :func:`plan` returns the before/after texts; the module writes them with
-``fileops.apply_changes``.
+Nothing here writes: :func:`plan` returns a ``common.Plan`` (the runtime engines' shape) holding the
+before/after texts; the module writes them with ``fileops.apply_changes``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -24,10 +24,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import os
 import re
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
+from ansible_collections.gpuops.nvidia.plugins.module_utils import common
 from ansible_collections.gpuops.nvidia.plugins.module_utils import tomledit
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import TomlEditError
 
@@ -36,8 +35,9 @@ DEFAULT_PATH = "/etc/nvidia-container-runtime/config.toml"
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
 
 
-class ToolkitError(Exception):
-    """A request cannot be applied; the message says which key and why. Nothing was changed."""
+class ToolkitError(common.EngineError):
+    """A request cannot be applied; the message says which key and why. Nothing was changed. An EngineError,
+    like every error of the engines: callers catch one family."""
 
 
 # -- keys ----------------------------------------------------------------------------------------------
@@ -308,46 +308,22 @@ def edit(text, settings=None, unset=None, name="config.toml"):
     return ed.text, values
 
 
-class Plan(object):
-    """What a run would do to one file: ``before`` (None: the file does not exist) and ``after``."""
+class Plan(common.Plan):
+    """What a run would do to the toolkit's file: the runtime engines' Plan (``changed``, ``diff()`` in
+    Ansible's list-of-diffs form) holding one FileChange (before None: the file does not exist; after None:
+    it stays missing), and ``settings``, the resulting value of each key set."""
 
     def __init__(self, path, before, after, settings):
-        self.path, self.before, self.after, self.settings = path, before, after, settings
-
-    @property
-    def changed(self):
-        return self.after is not None and self.after != self.before
-
-    def diff(self):
-        return dict(before=self.before or "", after=self.after if self.after is not None else (self.before or ""),
-                    before_header="%s (%s)" % (self.path, "absent" if self.before is None else "before"),
-                    after_header="%s (after)" % self.path)
-
-
-def read_text(path):
-    """The file's text, or None when it does not exist; ToolkitError when it cannot be read, FileOpError
-    when it is a symlink loop."""
-    fileops.resolve(path)
-    if os.path.isdir(path):
-        raise ToolkitError("%s is a directory, not a config file" % path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except (IOError, OSError) as e:
-        if not os.path.lexists(path) or (os.path.islink(path) and not os.path.exists(path)):
-            return None
-        if getattr(e, "errno", None) == 20:  # ENOTDIR: a parent is a file, so the file cannot exist
-            return None
-        raise ToolkitError("cannot read %s: %s" % (path, e))
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ToolkitError("%s is not UTF-8 text (%s); TOML files must be UTF-8" % (path, e))
+        super(Plan, self).__init__()
+        self.main_path = path
+        self.files = [common.FileChange(path, before, after)]
+        self.settings = settings
 
 
 def plan(path, settings=None, unset=None):
-    """Read ``path`` and compute the edit. A missing file is planned as new only when it gets content."""
-    before = read_text(path)
+    """Read ``path`` (common.read_text) and compute the edit. A missing file is planned as new only when it
+    gets content."""
+    before = common.read_text(path)
     after, values = edit(before, settings, unset, name=path)
     if before is None and not after:
         after = None

@@ -152,10 +152,12 @@ settings:
   sample: {"nvidia-container-runtime.runtimes": ["/usr/bin/crun"], "nvidia-container-cli.no-cgroups": true}
 diff:
   description:
-    - The file's text before and after, with the file as header (C(before_header) says C(absent) for a new
-      file). Shown by Ansible in diff mode.
+    - The runtime modules' diff form, a list with one before/after pair per changed file, the file as header
+      (C(before_header) says C(absent) for a new file). Empty when nothing changes. Shown by Ansible in diff mode.
+    - Up to version 1.0.0 this was a single dict, returned when nothing changed too.
   returned: success
-  type: dict
+  type: list
+  elements: dict
   contains:
     before:
       description: Text before (empty for a missing file).
@@ -169,6 +171,11 @@ diff:
     after_header:
       description: C(<path> (after)).
       type: str
+  sample:
+    - before: "[nvidia-container-runtime]\nmode = \"auto\"\n"
+      after: "[nvidia-container-runtime]\nmode = \"cdi\"\n"
+      before_header: /etc/nvidia-container-runtime/config.toml (before)
+      after_header: /etc/nvidia-container-runtime/config.toml (after)
 backup_file:
   description: The backup created, when O(backup=true) and an existing file changed.
   returned: always
@@ -181,6 +188,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.gpuops.nvidia.plugins.module_utils.common import EngineError
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import TomlEditError
 from ansible_collections.gpuops.nvidia.plugins.module_utils._runtime_flow import require_toml_reader
 from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops
@@ -188,31 +196,30 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils import toolkit
 
 
 def run(module, result):
+    """Plan, then write (check mode: the real run's write tests only); exits the module."""
     params = module.params
-    path = params["path"]
     try:
-        plan = toolkit.plan(path, params["settings"], params["unset"])
-    except (toolkit.ToolkitError, TomlEditError, fileops.FileOpError) as e:
+        plan = toolkit.plan(params["path"], params["settings"], params["unset"])
+    except (EngineError, TomlEditError) as e:
         module.fail_json(msg=to_native(e), **result)
-
     result.update(changed=plan.changed, settings=plan.settings, diff=plan.diff())
     if not plan.changed:
         module.exit_json(**result)
-
+    f = plan.files[0]   # the toolkit's one file
     try:   # check mode: the same tests as the real run (read-only mount, immutable file...), nothing written
-        _written, backups = fileops.apply_changes([(path, plan.before, plan.after)], module=module,
-                                                  backup=params["backup"], check_mode=module.check_mode)
+        _written, backups = fileops.apply_changes([(f.path, f.before, f.after)], module=module, backup=params["backup"],
+                                                  check_mode=module.check_mode)
     except fileops.FileOpError as e:
         result["changed"] = False
         module.fail_json(msg=to_native(e), **result)
     if module.check_mode:
         module.exit_json(**result)
     result["backup_file"] = backups[0] if backups else None
-    if plan.before is None:  # atomic_move gives a new file the umask's mode; the toolkit's file is 0644
+    if f.before is None:  # atomic_move gives a new file the umask's mode; the toolkit's file is 0644
         try:
-            os.chmod(os.path.realpath(path), 0o644)
+            os.chmod(os.path.realpath(f.path), 0o644)
         except OSError as e:
-            module.fail_json(msg="%s was written but its mode could not be set to 0644: %s" % (path, to_native(e)),
+            module.fail_json(msg="%s was written but its mode could not be set to 0644: %s" % (f.path, to_native(e)),
                              **result)
     module.exit_json(**result)
 

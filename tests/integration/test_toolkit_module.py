@@ -38,9 +38,8 @@ def test_check_mode_writes_nothing_and_returns_the_diff(config):
     r = run_module(MODULE, {"path": str(config), "settings": SETTINGS}, check=True, diff=True)
     assert not r["failed"], r
     assert r["changed"] is True
-    assert r["diff"]["before"] == DEBIAN and r["diff"]["after"] == EXPECTED
-    assert r["diff"]["before_header"] == "%s (before)" % config
-    assert r["diff"]["after_header"] == "%s (after)" % config
+    assert r["diff"] == [dict(before=DEBIAN, after=EXPECTED, before_header="%s (before)" % config,
+                              after_header="%s (after)" % config)]   # the runtime modules' list form
     assert r["settings"] == SETTINGS
     assert config.read_text() == DEBIAN
     assert config.stat().st_mtime_ns == before.st_mtime_ns
@@ -60,7 +59,7 @@ def test_apply_then_second_run_is_unchanged(config):
     again = run_module(MODULE, {"path": str(config), "settings": SETTINGS}, diff=True)
     assert not again["failed"], again
     assert again["changed"] is False
-    assert again["diff"]["before"] == again["diff"]["after"] == EXPECTED
+    assert again["diff"] == []
     assert config.read_text() == EXPECTED
     assert config.stat().st_mtime_ns == mtime
 
@@ -91,7 +90,7 @@ def test_missing_file_is_created_0644_with_its_folders(tmp_path):
         os.umask(old)
     assert not r["failed"], r
     assert r["changed"] is True
-    assert r["diff"]["before_header"] == "%s (absent)" % path and r["diff"]["before"] == ""
+    assert [(d["before_header"], d["before"]) for d in r["diff"]] == [("%s (absent)" % path, "")]
     assert path.read_text() == '[nvidia-container-runtime]  # gpuops.nvidia: added\nruntimes = ["crun"]\n'
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 

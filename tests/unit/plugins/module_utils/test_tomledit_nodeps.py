@@ -197,7 +197,7 @@ def scenarios(workdir):
         target.write_text(path.read_text())
         p = toolkit.plan(str(target), {"nvidia-container-runtime.mode": "cdi", "nvidia-container-cli.ldconfig": "@/sbin/ldconfig.real",
                                        "nvidia-container-runtime.runtimes": ["runc", "crun"]})
-        out["toolkit/" + path.name] = [p.after]
+        out["toolkit/" + path.name] = [p.files[0].after]
     return out
 
 

@@ -3,6 +3,7 @@
 import pytest
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import toolkit
+from ansible_collections.gpuops.nvidia.plugins.module_utils.common import EngineError
 from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import TomlEditError
 from ansible_collections.gpuops.nvidia.plugins.module_utils.toolkit import ToolkitError, edit, split_key
 from ansible_run import REPO_ROOT
@@ -299,35 +300,37 @@ def test_plan_of_an_existing_file(tmp_path):
     p = tmp_path / "config.toml"
     p.write_text(DEBIAN)
     plan = toolkit.plan(str(p), {"nvidia-container-runtime.mode": "cdi"})
-    assert plan.changed and plan.before == DEBIAN
-    assert plan.after == replaced(DEBIAN, 'mode = "auto"', 'mode = "cdi"')
-    assert plan.diff() == dict(before=DEBIAN, after=plan.after, before_header="%s (before)" % p,
-                               after_header="%s (after)" % p)
-    p.write_text(plan.after)
+    f = plan.files[0]
+    assert plan.changed and f.before == DEBIAN
+    assert f.after == replaced(DEBIAN, 'mode = "auto"', 'mode = "cdi"')
+    assert plan.diff() == [dict(before=DEBIAN, after=f.after, before_header="%s (before)" % p,
+                                after_header="%s (after)" % p)]
+    p.write_text(f.after)
     again = toolkit.plan(str(p), {"nvidia-container-runtime.mode": "cdi"})
-    assert not again.changed and again.settings == {"nvidia-container-runtime.mode": "cdi"}
+    assert not again.changed and again.settings == {"nvidia-container-runtime.mode": "cdi"} and again.diff() == []
 
 
 def test_plan_of_a_missing_file(tmp_path):
     p = tmp_path / "etc" / "config.toml"
     plan = toolkit.plan(str(p), {"nvidia-container-runtime.mode": "cdi"})
-    assert plan.changed and plan.before is None
-    assert plan.after == '[nvidia-container-runtime]' + M + '\nmode = "cdi"\n'
-    assert plan.diff()["before_header"] == "%s (absent)" % p
+    assert plan.changed and plan.files[0].before is None
+    assert plan.files[0].after == '[nvidia-container-runtime]' + M + '\nmode = "cdi"\n'
+    assert [d["before_header"] for d in plan.diff()] == ["%s (absent)" % p]
     nothing = toolkit.plan(str(p), None, ["nvidia-container-runtime.mode"])
-    assert not nothing.changed and nothing.after is None
+    assert not nothing.changed and nothing.files[0].after is None and nothing.diff() == []
 
 
 def test_plan_read_errors(tmp_path):
-    with pytest.raises(ToolkitError, match="is a directory"):
+    """The file is read by common.read_text: its errors are EngineErrors (ToolkitError's family)."""
+    with pytest.raises(EngineError, match="is a directory"):
         toolkit.plan(str(tmp_path), {"a": 1})
     p = tmp_path / "latin1.toml"
     p.write_bytes(b'a = "\xe9"\n')
-    with pytest.raises(ToolkitError, match="not UTF-8"):
+    with pytest.raises(EngineError, match="not UTF-8"):
         toolkit.plan(str(p), {"a": 1})
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert toolkit.plan(str(blocker / "config.toml"), {"a": 1}).before is None   # the write will fail instead
+    assert toolkit.plan(str(blocker / "config.toml"), {"a": 1}).files[0].before is None   # the write will fail instead
 
 
 def test_new_parent_and_child_tables_come_out_in_order_whatever_the_request_order():
