@@ -289,7 +289,9 @@ cdi_supported:
   returned: unless state is query
   type: bool
 containerd_version:
-  description: The version of O(containerd_path), when it was found (O(state=query) reads it only for RV(cri_health)).
+  description:
+    - The version of O(containerd_path), when it was found (O(state=query) reads it only for RV(cri_health)).
+    - O(containerd_version) when given (then C(--version) is not run).
   returned: always
   type: str
   sample: 1.7.24
