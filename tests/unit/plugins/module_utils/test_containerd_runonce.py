@@ -7,7 +7,7 @@
 * the main file is parsed once per plan (containerd and CRI-O engines).
 
 The binary is a stand-in file (never executed): a fake runner answers for it and records every call.
-The real builds judge the same in tests/integration/test_containerd_runonce.py.
+The real builds judge the same in tests/integration/test_containerd_builtin_cache.py.
 """
 from __future__ import annotations
 
