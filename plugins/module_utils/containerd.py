@@ -65,6 +65,7 @@ DEFAULTS = {
     "layout": None,
     "k0s_version": None,
     "placeholders": None,
+    "containerd_version": None,
 }
 LAYOUTS = ("auto", "in_place", "drop_in")
 
@@ -222,10 +223,10 @@ def _dump(binpath, runner, config_path, text=None):
     return version, data
 
 
-def effective_from_command(opts, binpath, runner, config_path, main_text, exclude=None):
+def effective_from_command(opts, binpath, runner, config_path, main_text, exclude=None, cache=None):
     """``containerd --config F config dump``; without our own drop-in (``exclude``), which a run rewrites.
 
-    Also dumps an empty config: the build's built-in runtimes, so that a runtime copied from the dump
+    Also the build's built-in runtimes (see builtin_runtimes), so that a runtime copied from the dump
     carries only what differs from them (see Context.source_table).
     """
     if not binpath:
@@ -235,11 +236,36 @@ def effective_from_command(opts, binpath, runner, config_path, main_text, exclud
         # containerd 1.x refuses a missing --config (an empty file gives the built-in defaults); our
         # drop-in is left out of a temp copy of the main file (with placeholders: the rendered text)
         text = rewrite_imports(main_text, config_path, exclude) if main_text else ""
+    key = fileops.binary_key(binpath) if cache else None    # taken before the dumps: a binary replaced meanwhile misses
     version, data = _dump(binpath, runner, config_path, text)
     eff = Effective(version, data, "command")
-    builtin = eff if text == "" else Effective(*_dump(binpath, runner, config_path, "") + ("command",))
-    eff.builtin_runtimes = builtin.runtimes
+    if text == "":
+        eff.builtin_runtimes = eff.runtimes
+        if cache == "write":
+            fileops.cached_put(key, BUILTIN_CACHE_KIND, eff.runtimes)
+    else:
+        eff.builtin_runtimes = builtin_runtimes(binpath, runner, config_path, cache, key)
     return eff
+
+
+BUILTIN_CACHE_KIND = "containerd-builtin-runtimes"
+
+
+def builtin_runtimes(binpath, runner, config_path, cache=None, key=None):
+    """The runtimes of ``<binary> --config <empty file> config dump``: the build's built-in ones, which only
+    a new binary changes. ``cache`` "read" (check mode) takes them from the node's per-binary cache when it
+    holds them for this binary as it is now (fileops.cached_get, ``key`` from fileops.binary_key); "write" (a
+    real run) also stores a fresh dump there; None (the default): always dumped, nothing read or stored."""
+    if cache:
+        if key is None:
+            key = fileops.binary_key(binpath)
+        hit = fileops.cached_get(key, BUILTIN_CACHE_KIND)
+        if isinstance(hit, dict):
+            return hit
+    runtimes = Effective(*_dump(binpath, runner, config_path, "") + ("command",)).runtimes
+    if cache == "write":
+        fileops.cached_put(key, BUILTIN_CACHE_KIND, runtimes)
+    return runtimes
 
 
 def effective_from_files(opts, version, main_data, config_path, rules, exclude=None):
@@ -628,15 +654,35 @@ def _options(opts):
         raise EngineError("layout: %s needs drop_in (the file to write our tables to)" % o["layout"])
     check_names(o)
     check_placeholders(o["placeholders"])
+    o["containerd_version"] = given_version(o["containerd_version"])
     if o["drop_in"] and os.path.realpath(o["drop_in"]) == os.path.realpath(o["config"]):
         raise EngineError("drop_in (%s) and config (%s) are the same file: leave drop_in unset to edit config in place, "
                           "or name another file" % (o["drop_in"], o["config"]))
     return o
 
 
+def given_version(value):
+    """The ``containerd_version`` option (the version of ``containerd_path`` read earlier in this run, e.g. by
+    the facts module) as a tuple, read by the parser of ``containerd --version`` (common.parse_version);
+    None when not given. EngineError naming the option for anything else."""
+    if value is None or isinstance(value, tuple):
+        return value
+    v = parse_version("containerd %s" % value) if isinstance(value, (str, type(u""))) and len(value.split()) == 1 else None
+    if v is None:
+        raise EngineError("containerd_version must be a version such as 1.7.24 (what containerd --version prints, "
+                          "e.g. the fact nvidia_runtime.engines[engine].version), not %r; nothing was changed" % (value,))
+    return v
+
+
+def version_of(opts, binpath, runner):
+    """The version of the containerd binary found at ``binpath``: ``containerd_version`` when given (read once
+    per run), else ``containerd --version``."""
+    return opts["containerd_version"] or read_binary_version(binpath, runner)
+
+
 def _rules(opts, p, binpath, runner, binary_version):
     """The version rules of the containerd that will load the files (and of k0s, when it merges them)."""
-    binver = read_binary_version(binpath, runner) if binpath else binary_version
+    binver = version_of(opts, binpath, runner) if binpath else binary_version
     p.containerd_version = binver
     k0s = versions.k0s(opts["k0s_version"]) if opts["k0s_version"] else None
     if k0s is not None:
@@ -656,11 +702,12 @@ def _rules(opts, p, binpath, runner, binary_version):
     return versions.containerd(binver), k0s
 
 
-def plan(opts, runner=default_runner, binary_version=None):
+def plan(opts, runner=default_runner, binary_version=None, cache=None):
     """Compute the changes for ``opts`` (see DEFAULTS). Raises EngineError/TomlEditError on bad input.
 
     ``binary_version`` (a tuple) stands in for the version of an absent binary, e.g. the containerd a
-    node will run once installed.
+    node will run once installed. ``cache``: the node's per-binary cache of the built-in runtimes (see
+    builtin_runtimes): None (default) neither reads nor writes it, "read" (check mode), "write" (a real run).
     """
     opts = _options(opts)
     present = opts["state"] == "present"
@@ -696,7 +743,7 @@ def plan(opts, runner=default_runner, binary_version=None):
         raise EngineError("placeholders need layout in_place: %s is rendered before containerd reads it, a drop-in "
                           "beside it would not be" % config)
 
-    eff = _effective(opts, binpath, runner, config, main_text, main_data, version, rules)
+    eff = _effective(opts, binpath, runner, config, main_text, main_data, version, rules, cache)
     p.source = eff.source
     # (the effective config is read with the paths of the dump's own version; we write the file's version)
     imports_data = []
@@ -707,7 +754,7 @@ def plan(opts, runner=default_runner, binary_version=None):
     ctx = Context(opts, version, eff, rules, _file_runtime_tables(version, main_data, imports_data))
     p.runtimes = ctx.ours if present else []
 
-    main_ed = Editor(main_text or "", config)
+    main_ed = Editor.from_tomltext(main_tt)      # the text read above, not parsed again
     if opts["drop_in"]:
         _plan_drop_in(p, ctx, opts, present, main_ed, main_text)
     else:
@@ -749,7 +796,7 @@ def _uncreated(ed, present):
     return ed.text
 
 
-def _effective(opts, binpath, runner, config, main_text, main_data, version, rules):
+def _effective(opts, binpath, runner, config, main_text, main_data, version, rules, cache=None):
     """The effective config, from the first source in ``config_source`` that works (without our drop-in);
     of the main file as rendered when it has placeholders."""
     if opts["placeholders"] and main_text:
@@ -761,7 +808,7 @@ def _effective(opts, binpath, runner, config, main_text, main_data, version, rul
         if drop_text is None or drop_text.startswith(DROP_IN_HEADER):
             own_drop = opts["drop_in"]
     _src, eff = pick_source(opts["config_source"], {
-        "command": lambda: effective_from_command(opts, binpath, runner, config, main_text, own_drop),
+        "command": lambda: effective_from_command(opts, binpath, runner, config, main_text, own_drop, cache),
         "file": lambda: effective_from_files(opts, version, main_data, config, rules, own_drop),
     })
     return eff
@@ -1013,7 +1060,7 @@ def query(opts, socket_path=None, runner=default_runner):
         rules = versions.containerd(None)     # the health rule depends on the major version
         if binpath:
             try:
-                rules = versions.containerd(read_binary_version(binpath, runner))
+                rules = versions.containerd(version_of(opts, binpath, runner))
                 out["containerd_version"] = versions.vstr(rules.version)
             except EngineError:
                 pass
@@ -1057,7 +1104,7 @@ class Adapter(service.RuntimeAdapter):
         return opts
 
     def plan(self, job):
-        return plan(self._opts(job.params), runner=job.run)
+        return plan(self._opts(job.params), runner=job.run, cache="read" if job.check_mode else "write")
 
     def query(self, job):
         return query(self._opts(job.params), job.params["socket"], runner=job.run)

@@ -285,13 +285,19 @@ def merge_view(docs, builtin, version=None):
     return v
 
 
-def files_view(config, config_dir, builtin, override=None, extra=(), version=None):
-    """The view of the files on disk; ``override`` maps path -> text (None: the file is gone)."""
+def files_view(config, config_dir, builtin, override=None, extra=(), version=None, parsed=None):
+    """The view of the files on disk; ``override`` maps path -> text (None: the file is gone); ``parsed``
+    maps path -> (text, data) already read: a file still holding that text is not parsed again."""
     override = override or {}
+    parsed = parsed or {}
+
+    def data_of(path, text):
+        seen = parsed.get(path)
+        return seen[1] if seen is not None and seen[0] == text else load(text, path)
     docs = []
     text = override[config] if config in override else read_text(config)
     if text is not None:
-        docs.append((config, load(text, config)))
+        docs.append((config, data_of(config, text)))
     paths = load_order(config_dir)
     for p in extra:
         if p not in paths:
@@ -300,7 +306,7 @@ def files_view(config, config_dir, builtin, override=None, extra=(), version=Non
     for path in paths:
         text = override[path] if path in override else read_loaded(path)
         if text is not None:
-            docs.append((path, load(text, path)))
+            docs.append((path, data_of(path, text)))
     return merge_view(docs, builtin, version)
 
 
@@ -553,6 +559,8 @@ class _Read(object):
 
     def __init__(self):
         self.main_text = None
+        self.main_tt = None       # main_text read once (a TomlText); its Editors start from it
+        self.parsed = {}          # path -> (text, data) of every file read: files_view does not parse them again
         self.dir_paths = []
         self.dir_texts = {}
         self.managed = []         # our drop-ins in config_dir (any name)
@@ -582,13 +590,13 @@ def plan(opts, runner=default_runner, crio_version=None):
     src_name, source = _plan_copied(p, opts, r.base, running, eff_default, eff_runtimes, ours, builtin, present)
     tables = _plan_tables(p, opts, r.base, src_name, source, ours, present)
     p.files = _plan_edits(opts, r, tables, present)
-    after = _plan_after(p, opts, builtin, tables, ours, present)
+    after = _plan_after(p, opts, builtin, tables, ours, present, r.parsed)
     p.runtimes = ours if present else []
     p.default_runtime = after.default
     p.low_level_runtime = (source.get("runtime_path") or src_name) if present else None
     p.expected = dict((n, get_in(after.runtimes, (n, "runtime_path")) if n in after.runtimes else None) for n in ours)
     p.expect_default = after.default if present and opts["set_as_default"] else None
-    _plan_restart_rule(p, opts, builtin, after, running, ours, present)
+    _plan_restart_rule(p, opts, builtin, after, running, ours, present, r.parsed)
     return p
 
 
@@ -608,11 +616,12 @@ def _plan_read(p, opts, builtin):
     config, cdir, drop = opts["config"], opts["config_dir"], opts["drop_in"]
     r = _Read()
     r.main_text = read_text(config)
-    TomlText(r.main_text or "", config)
+    r.main_tt = TomlText(r.main_text or "", config)
+    r.parsed[config] = (r.main_text, r.main_tt.data)
     r.dir_paths = load_order(cdir)
     for path in r.dir_paths:
         r.dir_texts[path] = read_loaded(path)
-        load(r.dir_texts[path], path)
+        r.parsed[path] = (r.dir_texts[path], load(r.dir_texts[path], path))
     r.managed = [path for path in r.dir_paths if is_managed(r.dir_texts[path])]
     r.drop_text = read_text(drop) if drop else None
     r.foreign_drop = r.drop_text is not None and not is_managed(r.drop_text)
@@ -623,12 +632,12 @@ def _plan_read(p, opts, builtin):
 
     # the configuration without us: our marked edits undone, our own drop-ins left out
     if r.main_text is not None:
-        r.cleaned[config] = unpatch(Editor(r.main_text, config), opts, only_marked=True)
+        r.cleaned[config] = unpatch(Editor.from_tomltext(r.main_tt), opts, only_marked=True)
     if r.foreign_drop:
         r.cleaned[drop] = unpatch(Editor(r.drop_text, drop), opts, only_marked=True)
     for path in r.managed:
         r.cleaned[path] = None
-    r.base = files_view(config, cdir, builtin, r.cleaned, version=p.crio_version)
+    r.base = files_view(config, cdir, builtin, r.cleaned, version=p.crio_version, parsed=r.parsed)
     return r
 
 
@@ -751,7 +760,7 @@ def _plan_edits(opts, r, tables, present):
             change = FileChange(drop, r.drop_text, render_drop_in(opts, tables) if present else None)
             files.insert(0 if present else len(files), change)
     else:
-        ed = Editor(r.main_text or "", config)
+        ed = Editor.from_tomltext(r.main_tt)
         if present:
             patch(ed, opts, tables)
         else:
@@ -766,12 +775,12 @@ def _plan_edits(opts, r, tables, present):
     return files
 
 
-def _plan_after(p, opts, builtin, tables, ours, present):
+def _plan_after(p, opts, builtin, tables, ours, present, parsed=None):
     """What CRI-O will load after the change, and whether we win (else an error naming the file)."""
     config, cdir, drop = opts["config"], opts["config_dir"], opts["drop_in"]
     override = dict((f.path, f.after) for f in p.files)
     extra = [drop] if drop and override.get(drop) is not None else []
-    after = files_view(config, cdir, builtin, override, extra, p.crio_version)
+    after = files_view(config, cdir, builtin, override, extra, p.crio_version, parsed)
     p.after = after
     target = drop or config
     if present:
@@ -815,10 +824,10 @@ def _plan_after(p, opts, builtin, tables, ours, present):
     return after
 
 
-def _plan_restart_rule(p, opts, builtin, after, running, ours, present):
+def _plan_restart_rule(p, opts, builtin, after, running, ours, present, parsed=None):
     """Reload or restart (the restart rule); a handler the running CRI-O left out although nothing changes."""
     if p.changed:
-        current = files_view(opts["config"], opts["config_dir"], builtin, version=p.crio_version)
+        current = files_view(opts["config"], opts["config_dir"], builtin, version=p.crio_version, parsed=parsed)
         p.restart_reason = reload_is_not_enough(current.data, after.data)
     elif present and running is not None:
         binaries = handler_binaries(opts)

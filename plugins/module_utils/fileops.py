@@ -24,6 +24,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -325,20 +326,24 @@ def preflight(changes, backup=False, outside=None, backup_dir=None):
 
 
 # -- one run at a time -----------------------------------------------------------------------------------
-def _lock_dir():
+def _lock_dir(create=True):
     """LOCK_DIR (root), else a private folder in the temp dir: never beside a config (CRI-O loads every
-    file of its conf.d)."""
+    file of its conf.d). ``create`` False (a reader that writes nothing, e.g. check mode): the first of
+    them that exists already, else None."""
     for d in (LOCK_DIR, os.path.join(tempfile.gettempdir(), "gpuops-nvidia-locks-%d" % os.geteuid())):
-        try:
-            os.mkdir(d, 0o700)   # not makedirs: a missing /run/lock is not ours to create
-        except OSError:
-            pass
+        if create:
+            try:
+                os.mkdir(d, 0o700)   # not makedirs: a missing /run/lock is not ours to create
+            except OSError:
+                pass
         try:
             st = os.lstat(d)
         except OSError:
             continue
         if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and os.access(d, os.W_OK | os.X_OK):
             return d
+    if not create:
+        return None
     raise FileOpError("no folder for lock files: neither %s nor the temp dir can be used" % LOCK_DIR)
 
 
@@ -415,6 +420,76 @@ def locked(paths, timeout=LOCK_TIMEOUT):
         for real, fd in reversed(held):
             _HELD.pop(real, None)
             os.close(fd)
+
+
+# -- what only a new binary changes ----------------------------------------------------------------------
+def binary_key(path):
+    """The identity of a program for :func:`cached_get` / :func:`cached_put`: its real path and the stat
+    fields a replaced or rewritten binary changes (device, inode, size, mtime and ctime in ns); None when it
+    cannot be stat'ed (then nothing is cached)."""
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except (OSError, TypeError, ValueError):
+        return None
+    ns = [getattr(st, "st_%s_ns" % f, None) for f in ("mtime", "ctime")]
+    ns = [int(getattr(st, "st_%s" % f) * 1e9) if v is None else v for f, v in zip(("mtime", "ctime"), ns)]
+    return real, [st.st_dev, st.st_ino, st.st_size] + ns
+
+
+def _cached_name(key, kind):
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(key[0]))[:64]
+    digest = hashlib.sha256(("%s\0%s" % (key[0], kind)).encode("utf-8")).hexdigest()[:16]
+    return "%s.%s.%s.json" % (base, digest, kind)
+
+
+def cached_get(key, kind):
+    """What :func:`cached_put` stored as ``kind`` for the binary ``key`` (see binary_key), or None when
+    nothing is stored, the entry is of another binary or of this path before the binary changed (any stat
+    field differs), or it cannot be read (corrupt, a symlink, not JSON): the caller then asks the binary.
+
+    The one home of the node-side cache of what a binary prints that only a new binary changes (e.g. the
+    containerd engine's dump of an empty config): it lives here because it shares the lock folder's
+    rules -- root-private (0700, owned by this user), under /run (tmpfs: gone at reboot), never beside a
+    config -- and this module's atomic writes. Reading writes nothing (check mode reads)."""
+    if key is None:
+        return None
+    folder = _lock_dir(create=False)
+    if folder is None:
+        return None
+    try:
+        fd = os.open(os.path.join(folder, _cached_name(key, kind)), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            entry = json.loads(f.read(1 << 20).decode("utf-8"))
+    except (IOError, OSError, ValueError, UnicodeError):
+        return None
+    if not isinstance(entry, dict) or "value" not in entry:
+        return None
+    if entry.get("binary") != key[0] or entry.get("stat") != list(key[1]) or entry.get("kind") != kind:
+        return None
+    return entry["value"]
+
+
+def cached_put(key, kind, value):
+    """Store ``value`` (plain JSON data) as ``kind`` for the binary ``key`` (see cached_get): one file per
+    binary and kind, mode 0600, written to a temp file and renamed over the old entry. Best effort: a
+    failure leaves the old entry or none (the next run asks the binary again). Real runs only."""
+    if key is None:
+        return
+    tmp = None
+    try:
+        folder = _lock_dir()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".cache.", suffix=".tmp")   # mode 0600
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(binary=key[0], stat=list(key[1]), kind=kind, value=value), f, sort_keys=True)
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, os.path.join(folder, _cached_name(key, kind)))
+        tmp = None
+    except (FileOpError, IOError, OSError, TypeError, ValueError):
+        pass
+    finally:
+        if tmp is not None and os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 def _remove_stale_temps(changes, outside, backup_dir):

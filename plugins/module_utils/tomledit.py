@@ -738,9 +738,16 @@ class TomlText(object):
 class Editor(object):
     """Applies reversible edits to a text; after every edit ``text`` is re-read (one fast parse) and valid TOML."""
 
-    def __init__(self, text, name="<string>"):
+    def __init__(self, text, name="<string>", tt=None):
+        """``tt``: the TomlText of ``text`` already read (the caller's parse is reused, not redone); the
+        Editor never changes it (each edit makes a new ``self.tt``)."""
         self.name = name
-        self.tt = TomlText(text, name)
+        self.tt = tt if tt is not None and tt.text == text else TomlText(text, name)
+
+    @classmethod
+    def from_tomltext(cls, tt):
+        """An Editor on a document already read (see TomlText): no second parse."""
+        return cls(tt.text, tt.name, tt=tt)
 
     @property
     def text(self):

@@ -92,6 +92,14 @@ options:
     description: containerd binary for the dump, version detection and validation (k0s C(/var/lib/k0s/bin/containerd)).
     type: str
     default: containerd
+  containerd_version:
+    description:
+      - The version of O(containerd_path) as already read in this run, e.g. the facts module's
+        C(ansible_facts.nvidia_runtime.engines[engine].version) when its C(version_source) is C(binary).
+        When given, the module does not run C(<containerd_path> --version) (only when the binary is found).
+      - A value that is not a version (such as V(1.7.24) or V(v2.1.9)) is an error naming this option, and nothing is changed.
+      - Default is to run C(<containerd_path> --version).
+    type: str
   config_version:
     description:
       - V(auto) reads the file's C(version) key; no key in a non-empty file means 1; an empty or missing
@@ -199,6 +207,10 @@ notes:
     cannot be handled safely, and is an error.
   - A main config the module had to create (none existed) starts with a comment saying so, and
     O(state=absent) deletes it again unless something else was added to it.
+  - The built-in runtimes of the binary (C(config dump) of an empty config, which only a new binary changes)
+    are kept on the node in a root-private folder under C(/run/lock) (gone at reboot), one file per binary,
+    keyed by its real path and its stat (device, inode, size, times), so a replaced binary is dumped again.
+    Only a real run writes it; check mode only reads it.
 seealso:
   - name: containerd configuration
     description: containerd's config file reference.
@@ -277,7 +289,9 @@ cdi_supported:
   returned: unless state is query
   type: bool
 containerd_version:
-  description: The version of O(containerd_path), when it was found (O(state=query) reads it only for RV(cri_health)).
+  description:
+    - The version of O(containerd_path), when it was found (O(state=query) reads it only for RV(cri_health)).
+    - O(containerd_version) when given (then C(--version) is not run).
   returned: always
   type: str
   sample: 1.7.24
@@ -354,6 +368,7 @@ def main():
             manage_imports=dict(type="bool", default=True),
             config_source=dict(type="list", elements="str", default=["command", "file"], choices=["command", "file"]),
             containerd_path=dict(type="str", default="containerd"),
+            containerd_version=dict(type="str"),
             config_version=dict(type="str", default="auto", choices=["auto", "1", "2", "3", "4"]),
             layout=dict(type="str", choices=["auto", "in_place", "drop_in"]),
             k0s_version=dict(type="str"),
