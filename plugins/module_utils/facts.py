@@ -53,7 +53,7 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.tomledit import (
     HAS_TOML_READER, TomlEditError, load as toml_load,
 )
 
-from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as crio_rules, versions
+from ansible_collections.gpuops.nvidia.plugins.module_utils import versions
 from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import file_version, import_patterns, read_binary_version
 from ansible_collections.gpuops.nvidia.plugins.module_utils.versions import CRI_PATHS, CRI_PLUGIN_IDS
 
@@ -927,6 +927,8 @@ def engine_crio(node):
     e = _daemon_engine(node, "crio", "crio", "/etc/crio/crio.conf")
     if e is None:
         return None
+    # imported here: most nodes have no CRI-O, and the facts module runs on every run of the role
+    from ansible_collections.gpuops.nvidia.plugins.module_utils import crio as crio_rules
     e["drop_in_dir"] = "/etc/crio/crio.conf.d"
     e["drop_in_dir_loaded"] = True
     e["drop_ins"] = node.walk_files(e["drop_in_dir"])

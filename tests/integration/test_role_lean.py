@@ -85,7 +85,7 @@ IN_PLACE = """\
     dir_ok: {exists: true, isdir: true, mode: "0755", uid: 0, gid: 0, checksum: null}
     file_ok: {exists: true, isdir: false, mode: "0644", uid: 0, gid: 0, checksum: null}
     pin: /etc/apt/preferences.d/nvidia-container-toolkit.pref
-    pin_sha1: "{{ lookup('ansible.builtin.template', 'toolkit.pref.j2') | hash('sha1') }}"
+    pin_sha1: "{{ __nvidia_runtime_toolkit_pin_text | hash('sha1') }}"
     all_missing: "{{ dict(__nvidia_runtime_facts_paths | zip([missing] * (__nvidia_runtime_facts_paths | length))) }}"
   tasks:
     - name: Nothing there yet
@@ -131,8 +131,53 @@ IN_PLACE = """\
 def test_toolkit_in_place_rules_compare_values(tmp_path):
     """A fresh node (every path missing) is not 'in place' (the rules once compared dict keys only), a path
     as the task leaves it is, another mode or checksum is not."""
-    (tmp_path / "templates").symlink_to(REPO_ROOT / "roles/nvidia_runtime/templates")
     pb = tmp_path / "in_place.yml"
     pb.write_text(IN_PLACE % {"role": REPO_ROOT / "roles/nvidia_runtime"})
     rc, out, err = run_playbook(pb, extravars={"nvidia_runtime_toolkit_version": "1.17.8-1"}, timeout=300)
     assert rc == 0, out[-4000:] + err[-2000:]
+
+
+APT_TEXTS = """\
+- name: the toolkit step's apt files as text
+  hosts: localhost
+  gather_facts: false
+  vars_files: [%(role)s/defaults/main.yml, %(role)s/vars/main.yml]
+  vars:
+    ansible_facts: {architecture: x86_64}
+  tasks:
+    - name: Write them
+      ansible.builtin.copy:
+        content: "{{ item.text }}"
+        dest: "%(out)s/{{ item.name }}"
+        mode: "0644"
+      loop:
+        - {name: repo, text: "{{ __nvidia_runtime_toolkit_repo_text }}"}
+        - {name: pin, text: "{{ __nvidia_runtime_toolkit_pin_text }}"}
+"""
+
+HEADER = "# Ansible managed (gpuops.nvidia.nvidia_runtime)\n"
+KEY = "/etc/apt/keyrings/nvidia-container-toolkit.asc"
+URL = "https://nvidia.github.io/libnvidia-container/stable/deb/amd64"
+
+
+@pytest.mark.parametrize("fmt, components, repo", [
+    ("deb822", [], "Types: deb\nURIs: %s\nSuites: /\nSigned-By: %s\n" % (URL, KEY)),
+    ("deb822", ["main", "extra"], "Types: deb\nURIs: %s\nSuites: /\nComponents: main extra\nSigned-By: %s\n" % (URL, KEY)),
+    ("one_line", [], "deb [signed-by=%s] %s /\n\n" % (KEY, URL)),
+    ("one_line", ["main"], "deb [signed-by=%s] %s / main\n\n" % (KEY, URL)),
+])
+def test_toolkit_apt_texts_keep_the_bytes_earlier_releases_wrote(tmp_path, fmt, components, repo):
+    """The repository and pin files are written from the role's text (the same text the in-place rules hash, no
+    template rendered to judge a node): byte for byte what 1.0.0's templates wrote with the default ansible_managed,
+    so an upgrade rewrites nothing and apt is not refreshed."""
+    pb = tmp_path / "texts.yml"
+    pb.write_text(APT_TEXTS % {"role": REPO_ROOT / "roles/nvidia_runtime", "out": tmp_path})
+    rc, out, err = run_playbook(pb, extravars={"nvidia_runtime_apt_sources_format": fmt, "nvidia_runtime_toolkit_version": "1.17.8",
+                                               "nvidia_runtime_toolkit_repo_components": components}, timeout=300)
+    assert rc == 0, out[-4000:] + err[-2000:]
+    assert (tmp_path / "repo").read_text() == (
+        HEADER + "# NVIDIA Container Toolkit (libnvidia-container) repository.\n" + repo)
+    assert (tmp_path / "pin").read_text() == (
+        HEADER + "# Keep the NVIDIA Container Toolkit packages together at one version.\n"
+        "Package: nvidia-container-toolkit nvidia-container-toolkit-base libnvidia-container-tools libnvidia-container1\n"
+        "Pin: version 1.17.8-*\nPin-Priority: 1001\n")

@@ -40,7 +40,7 @@ CONCERNS = {
     "verify": ["Verify what the runtime reports"],
 }
 ENTRY_STEPS = {name for names in CONCERNS.values() for name in names}
-# Steps that need a TOML reader also run its installation; its record (from the facts) and the summary run always.
+# Steps that need a TOML reader also run its installation; the facts (which report it) and the summary run always.
 NEEDS_TOMLKIT = {"tomlkit", "runtime", "toolkit_config"}
 
 TASK_LINE = re.compile(r"^\s+(?:gpuops\.nvidia\.)?nvidia_runtime : (?P<name>.+?)\tTAGS: \[(?P<tags>[^\]]*)\]\s*$", re.M)
@@ -56,7 +56,7 @@ def list_tasks(*args: str) -> list[tuple[str, set[str]]]:
 
 def test_every_concern_has_its_tag_in_main():
     """main.yml: every include/import of a concern carries its tag (include_tasks also through apply);
-    the TOML reader's installation is tagged in tomlkit.yml (its record runs always)."""
+    the TOML reader's installation is tagged in tomlkit.yml (the facts that report it run always)."""
     text = (ROLE_TASKS / "main.yml").read_text()
     for tag in set(CONCERNS) - {"tomlkit"}:
         assert re.search(r"tags: \[[^\]]*\b%s\b" % tag, text), tag
@@ -78,9 +78,9 @@ def test_each_tag_selects_its_concern(tag):
     assert not names & others, "%s also selects %s" % (tag, sorted(names & others))
     for name, tags in tasks:
         assert tag in tags or "always" in tags, (tag, name, tags)
-    # preflight, facts (with the TOML reader), its record and the summary always run
+    # preflight (the facts, with the TOML reader; the engine; the checks) and the summary always run
     for step in ("Gather the NVIDIA runtime facts (GPUs, driver, toolkit, container engines)",
-                 "Record whether the modules can run",
+                 "Pick the engine to configure", "Check the node and the options",
                  "Record the outcome (nvidia_runtime_result)"):
         assert step in names, (tag, step)
     assert ("Install the distribution's TOML reader package" in names) == (tag in NEEDS_TOMLKIT)
@@ -91,7 +91,7 @@ def test_skip_tags_leave_a_concern_out():
     assert "NVIDIA driver" not in names and "Verify what the runtime reports" not in names
     assert "Install the distribution's TOML reader package" not in names
     assert "Configure the container runtime" in names and "NVIDIA Container Toolkit packages" in names
-    assert "Record whether the modules can run" in names
+    assert "Check the node and the options" in names
 
 
 # --------------------------------------------------------------------------- real runs (k0s sandbox)
