@@ -181,3 +181,32 @@ def test_toolkit_apt_texts_keep_the_bytes_earlier_releases_wrote(tmp_path, fmt, 
         HEADER + "# Keep the NVIDIA Container Toolkit packages together at one version.\n"
         "Package: nvidia-container-toolkit nvidia-container-toolkit-base libnvidia-container-tools libnvidia-container1\n"
         "Pin: version 1.17.8-*\nPin-Priority: 1001\n")
+
+
+def test_no_change_run_reads_containerd_once(tmp_path, builds):
+    """A no-change run of the role asks the node's containerd twice in all: its version once and one config dump
+    (the dump of an empty config, the build's built-in runtimes, comes from the cache the first real run wrote).
+    In a sandbox the facts run no binary, so the version is the engine module's own read; on a node the facts read
+    it and the module takes it from them (containerd_version: test_containerd_builtin_cache.py)."""
+    build = builds["1.7"]
+    node = tmp_path / "node"
+    default_config(build, node / "etc/containerd/config.toml")
+    (node / "usr/bin").mkdir(parents=True)
+    calls = tmp_path / "calls.log"
+    wrapper = node / "usr/bin/containerd"      # the node's containerd, logging how it is called
+    wrapper.write_text('#!/bin/sh\necho "$*" >> %s\nexec %s "$@"\n' % (calls, build.containerd))
+    wrapper.chmod(0o755)
+    ev = {"nvidia_runtime_sandbox": str(node), "sandbox_result_file": str(tmp_path / "result.json")}
+
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    assert result["engine_changed"] is True
+    calls.unlink()
+
+    rc, out, err, result = run_role(tmp_path, ev)
+    assert_ok(rc, out, err)
+    assert recap(out)["changed"] == 0
+    lines = calls.read_text().splitlines()
+    assert sum(1 for c in lines if c == "--version") == 1, lines
+    assert sum(1 for c in lines if c.endswith("config dump")) == 1, lines
+    assert len(lines) == 2, lines
