@@ -519,24 +519,41 @@ ansible_facts:
 """
 
 import os
+import sys
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.facts.system.distribution import DistributionFactCollector
-from ansible.module_utils.facts.system.pkg_mgr import PkgMgrFactCollector
-from ansible.module_utils.facts.system.platform import PlatformFactCollector
-from ansible.module_utils.facts.system.python import PythonFactCollector
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import facts as facts_lib
 
+_FACTS_PACKAGE = "ansible.module_utils.facts"
 
-HOST_FACT_COLLECTORS = (PlatformFactCollector, DistributionFactCollector, PythonFactCollector, PkgMgrFactCollector)
+
+def _host_fact_collectors():
+    """ansible-core's platform, distribution, python and pkg_mgr fact collectors (the four of a C(min) gathering
+    the role needs). Imported without running the ``ansible.module_utils.facts`` package's ``__init__``, which
+    imports every collector ansible-core has (hardware, network, virtual...): on a node that is a fifth of this
+    module's run, compiled anew each time (AnsiballZ ships sources), for collectors never called. The package
+    module is created from its spec but not executed; its submodules import as usual. When the interpreter or
+    ansible-core does not allow that, the plain import."""
+    if _FACTS_PACKAGE not in sys.modules:
+        try:
+            import importlib.util
+            spec = importlib.util.find_spec(_FACTS_PACKAGE)
+            sys.modules[_FACTS_PACKAGE] = importlib.util.module_from_spec(spec)
+        except Exception:  # noqa: BLE001 - Python 2, or a loader without specs: the plain import below
+            sys.modules.pop(_FACTS_PACKAGE, None)
+    from ansible.module_utils.facts.system.distribution import DistributionFactCollector
+    from ansible.module_utils.facts.system.pkg_mgr import PkgMgrFactCollector
+    from ansible.module_utils.facts.system.platform import PlatformFactCollector
+    from ansible.module_utils.facts.system.python import PythonFactCollector
+    return (PlatformFactCollector, DistributionFactCollector, PythonFactCollector, PkgMgrFactCollector)
 
 
 def host_facts(module):
     """The facts of ansible-core's platform, distribution, python and pkg_mgr collectors (part of a C(min) fact
     gathering), unprefixed as setup returns them under ansible_facts."""
     collected = {}
-    for cls in HOST_FACT_COLLECTORS:
+    for cls in _host_fact_collectors():
         found = cls().collect(module=module, collected_facts=dict(
             collected, **dict(("ansible_" + k, v) for k, v in collected.items()))) or {}
         collected.update(found)

@@ -105,14 +105,14 @@ def controller(version: str) -> list[str]:
     return [str(venv / "bin" / "python"), str(venv / "bin" / "ansible")]
 
 
-def run_module(node, args: dict, python: Path) -> dict:
-    """``ansible localhost -m gpuops.nvidia.nvidia_containerd_runtime`` on the node's Python; its result."""
+def run_module(node, args: dict, python: Path, module: str = "gpuops.nvidia.nvidia_containerd_runtime") -> dict:
+    """``ansible localhost -m <module>`` (the containerd module by default) on the node's Python; its result."""
     env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="minimal",
                ANSIBLE_PYTHON_INTERPRETER=str(python), ANSIBLE_NOCOLOR="1", ANSIBLE_DEPRECATION_WARNINGS="0")
     env.pop("ANSIBLE_CONFIG", None)
     cmd = controller(node[1]) + ["localhost", "-i", "localhost,", "-c", "local",
                                  "-e", "ansible_python_interpreter=%s" % python,
-                                 "-m", "gpuops.nvidia.nvidia_containerd_runtime", "-a", json.dumps(args)]
+                                 "-m", module, "-a", json.dumps(args)]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     try:   # minimal callback (ansible-core's own in 2.16 and 2.19): "localhost | CHANGED => {json}", "| FAILED! =>"
         at = res.stdout.index("=> {")
@@ -276,3 +276,22 @@ if __name__ == "__main__":   # warm the caches
     for n in NODES + BARE:
         print(node_python(n))
     print(controller("3.6.15"))
+
+
+HOST_FACTS = ("os_family", "distribution", "distribution_version", "distribution_major_version", "architecture",
+              "kernel", "pkg_mgr")
+
+
+@pytest.mark.parametrize("node", [n for n in NODES if n[0] in ("rhel8", "rhel9", "ubuntu2204-toml", "debian13")],
+                         ids=lambda n: n[0])
+def test_host_facts_match_a_min_gathering_on_the_distributions_python(node):
+    """The facts module's host facts (ansible-core's four collectors, imported without the facts package's
+    __init__) are what setup's min gathering gives, on each Python the role manages (3.6 through ansible-core 2.16)."""
+    python = node_python(node)
+    got = run_module(node, {"host_facts": True}, python, module="gpuops.nvidia.nvidia_runtime_facts")
+    assert not got["failed"], got
+    want = run_module(node, {"gather_subset": ["min"]}, python, module="ansible.builtin.setup")
+    assert not want["failed"], want
+    for key in HOST_FACTS:
+        assert got["ansible_facts"][key] == want["ansible_facts"]["ansible_" + key], key
+    assert got["ansible_facts"]["python"]["executable"] == want["ansible_facts"]["ansible_python"]["executable"]
