@@ -80,7 +80,7 @@ def test_each_tag_selects_its_concern(tag):
         assert tag in tags or "always" in tags, (tag, name, tags)
     # preflight (the facts, with the TOML reader; the engine; the checks) and the summary always run
     for step in ("Gather the NVIDIA runtime facts (GPUs, driver, toolkit, container engines)",
-                 "Pick the engine to configure", "Check the node and the options",
+                 "Check the node and the options",
                  "Record the outcome (nvidia_runtime_result)"):
         assert step in names, (tag, step)
     assert ("Install the distribution's TOML reader package" in names) == (tag in NEEDS_TOMLKIT)
