@@ -19,11 +19,11 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.gpuops.nvidia.plugins.module_utils import fileops, service, tomledit
 
 
-def argument_spec(states=("present", "absent"), **own):
-    """The options every runtime module has, with the module's ``own`` options (documented per module);
-    ``states``: add V(query) where the adapter answers it (service.RuntimeAdapter.query)."""
+def argument_spec(adapter_class):
+    """The argument spec of the module of ``adapter_class`` (a service.RuntimeAdapter): the options every runtime
+    module has, with the adapter's own ``options`` and ``states`` (V(query) where the adapter answers it)."""
     spec = dict(
-        state=dict(type="str", default="present", choices=list(states)),
+        state=dict(type="str", default="present", choices=list(adapter_class.states)),
         runtime_name=dict(type="str", default="nvidia"),
         runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
         variants=dict(type="list", elements="str", default=[], choices=["cdi", "legacy"]),
@@ -32,32 +32,43 @@ def argument_spec(states=("present", "absent"), **own):
         restart_timeout=dict(type="int", default=60),
         lock_timeout=dict(type="int", default=fileops.LOCK_TIMEOUT),
     )
-    spec.update(own)
+    spec.update(adapter_class.options)
     return spec
 
 
-class _Job(object):
-    """One run of a runtime module: what the adapter's hooks see (see service.RuntimeAdapter)."""
+class _Stop(Exception):
+    """The end of a job: its result is complete (``failed`` and ``msg`` set when it failed)."""
 
-    def __init__(self, module, adapter):
+
+class _Job(object):
+    """One run of a runtime module: what the adapter's hooks see (see service.RuntimeAdapter).
+
+    ``params`` and ``check_mode`` are the module's unless given (:func:`check` runs a job inside another module);
+    ``warn`` records the job's warnings for that module to pass on."""
+
+    def __init__(self, module, adapter, params=None, check_mode=None):
         self.module = module
         self.adapter = adapter
-        self.params = module.params
-        self.check_mode = module.check_mode
-        self.warn = module.warn
+        self.params = module.params if params is None else params
+        self.check_mode = module.check_mode if check_mode is None else check_mode
+        self.warnings = []
         self.plan = None
         self.result = dict(changed=False, files=[], restarted=False, restart_method=None, backup_files=[])
-        self.result.update(adapter.initial_result(module.params))
+        self.result.update(adapter.initial_result(self.params))
+
+    def warn(self, msg):
+        self.warnings.append(msg)
 
     def run(self, argv):
         rc, out, err = self.module.run_command(argv)
         return rc, out, err
 
     def fail(self, msg):
-        self.module.fail_json(msg=msg, **self.result)
+        self.result.update(failed=True, msg=msg)
+        raise _Stop()
 
     def done(self):
-        self.module.exit_json(**self.result)
+        raise _Stop()
 
 
 def require_toml_reader(module):
@@ -73,13 +84,47 @@ def run(module, adapter_class):
     if adapter_class.reads_toml:
         require_toml_reader(module)
     job = _Job(module, adapter_class())
-    if module.params["state"] == "query":   # read only (any TOML reader will do): no plan, no lock, nothing written
+    try:
+        _run(job)
+    except _Stop:
+        pass
+    for w in job.warnings:
+        module.warn(w)
+    if job.result.get("failed"):
+        module.fail_json(**job.result)
+    module.exit_json(**job.result)
+
+
+def check(module, adapter_class, params):
+    """What the module of ``adapter_class`` would return in check mode with ``params`` (its options, validated and
+    completed with their defaults here), run inside ``module`` (another module of the collection on the same node:
+    the facts module answers the role's plan this way without a second module run). The same flow as the module's
+    own check mode, so the same result, warnings and errors; ``failed`` and ``msg`` are set instead of raising.
+    Returns (result, warnings)."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    validated = ArgumentSpecValidator(argument_spec(adapter_class)).validate(params)
+    if validated.error_messages:
+        return dict(changed=False, failed=True, msg="; ".join(validated.error_messages)), []
+    if adapter_class.reads_toml and tomledit.reader_missing():
+        return dict(changed=False, failed=True, msg=tomledit.reader_missing()), []
+    job = _Job(module, adapter_class(), params=validated.validated_parameters, check_mode=True)
+    try:
+        _run(job)
+    except _Stop:
+        pass
+    job.result.setdefault("failed", False)
+    return job.result, job.warnings
+
+
+def _run(job):
+    if job.params["state"] == "query":   # read only (any TOML reader will do): no plan, no lock, nothing written
         try:
             job.result.update(job.adapter.query(job))
         except job.adapter.errors as e:
             job.fail(to_native(e))
         job.done()
-    if module.check_mode:   # reads only: no lock needed
+    if job.check_mode:   # reads only: no lock needed
         _execute(job)
     try:   # read, plan, write and restart under the files' locks: a concurrent run waits, then reads what this one wrote
         with fileops.locked(job.adapter.lock_paths(job.params), timeout=job.params["lock_timeout"]):

@@ -899,6 +899,21 @@ class Adapter(service.RuntimeAdapter):
     errors = (EngineError, TomlEditError)
     reads_toml = True
     outside = "config_dir"      # CRI-O loads every file in config_dir, hidden temp files and backups too
+    states = ("present", "absent", "query")
+    options = dict(   # the module's own options (its DOCUMENTATION); _runtime_flow.argument_spec adds the shared ones
+        config=dict(type="path", default="/etc/crio/crio.conf"),
+        drop_in=dict(type="path", default="/etc/crio/crio.conf.d/99-nvidia.toml"),
+        config_dir=dict(type="path", default="/etc/crio/crio.conf.d"),
+        config_source=dict(type="list", elements="str", default=["command", "file"], choices=["command", "file"]),
+        crio_path=dict(type="str", default="crio"),
+        runtime_type=dict(type="str", default="oci"),
+        runtime_root=dict(type="path"),
+        copy_options_from=dict(type="str"),
+        backup_dir=dict(type="path"),
+        restart=dict(type="str", default="auto", choices=["auto", "reload", "systemd", "none"]),
+        service=dict(type="str", default="crio"),
+        socket=dict(type="path", default="/var/run/crio/crio.sock"),
+    )
 
     def plan(self, job):
         return plan(dict((k, job.params[k]) for k in DEFAULTS), runner=job.run)

@@ -742,6 +742,16 @@ class Adapter(service.RuntimeAdapter):
     """nvidia_docker_runtime: ``dockerd --validate``, the record beside daemon.json, health by GET /info."""
 
     errors = (EngineError,)
+    options = dict(   # the module's own options (its DOCUMENTATION); _runtime_flow.argument_spec adds the shared ones
+        config=dict(type="path", default="/etc/docker/daemon.json"),
+        runtime_args=dict(type="list", elements="str"),
+        enable_cdi=dict(type="bool", default=False),
+        dockerd_path=dict(type="str", default="dockerd"),
+        validate=dict(type="bool", default=True),
+        restart=dict(type="str", default="auto", choices=["auto", "systemd", "none"]),
+        service=dict(type="str", default="docker"),
+        socket=dict(type="path", default="/run/docker.sock"),
+    )
 
     def lock_paths(self, params):
         return [params["config"]]

@@ -1151,3 +1151,46 @@ def gather_role_inputs(root="/", packages=(), paths=(), runner=None, run_binarie
         "packages": installed_packages(node, packages),
         "paths": path_states(node, paths),
     }
+
+
+# ------------------------------------------------------------------------------- the engine module's arguments
+# The role states the engine module's arguments per engine (roles/nvidia_runtime/vars/main.yml,
+# __nvidia_runtime_engine_args); the ones that depend on the node are completed here, the one home of these rules:
+# - containerd: the binary the module validates with is the stated one, else the one the facts found (the unit's
+#   ExecStart, inside the facts' root: a sandbox's own binary validates its config), else ``containerd`` on PATH;
+#   the version the facts read from that same binary is passed on (the module does not run it again);
+# - k0s: the release the drop-in is written for is the stated one (bootstrap, or the release an upgrade brings),
+#   else the installed one; it is validated with k0s's bundled containerd when that is there (not at bootstrap).
+ENGINE_MODULES = {"containerd": "containerd", "k0s": "containerd", "crio": "crio", "docker": "docker"}
+
+
+def module_args(engine, stated, facts, root="/"):
+    """The arguments of ``engine``'s module (``ENGINE_MODULES``): the role's ``stated`` ones (None, '' or []: not
+    stated, the module's default) completed from the ``facts`` (``gather``) of the node under ``root``."""
+    args = dict((k, v) for k, v in (stated or {}).items() if v is not None and v != "" and v != [])
+    e = (facts.get("engines") or {}).get(engine) or {}
+    if engine == "containerd" and "containerd_path" not in args:
+        binary = e.get("binary")
+        args["containerd_path"] = root.rstrip("/") + binary if binary else "containerd"
+        if binary and e.get("version_source") == "binary" and e.get("version"):
+            args["containerd_version"] = e["version"]
+    elif engine == "k0s":
+        if "k0s_version" not in args and e.get("distribution_version"):
+            args["k0s_version"] = e["distribution_version"]
+        if "validate" not in args:
+            args["validate"] = os.path.exists(args.get("containerd_path") or "/var/lib/k0s/bin/containerd")
+    return args
+
+
+def engine_adapter(engine):
+    """The ``service.RuntimeAdapter`` class of ``engine``'s module, imported on demand (None: no module)."""
+    name = ENGINE_MODULES.get(engine)
+    if name == "containerd":
+        from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import Adapter
+    elif name == "crio":
+        from ansible_collections.gpuops.nvidia.plugins.module_utils.crio import Adapter
+    elif name == "docker":
+        from ansible_collections.gpuops.nvidia.plugins.module_utils.docker import Adapter
+    else:
+        return None
+    return Adapter

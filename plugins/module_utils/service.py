@@ -208,6 +208,8 @@ class RuntimeAdapter(object):
     errors = ()               # the engine's bad-input errors: the module fails with their text
     reads_toml = False        # without a TOML reader on the node the module fails with tomledit.reader_missing_message()
     outside = None            # params key of a folder no temp file or backup may go into (CRI-O)
+    states = ("present", "absent")   # the module's V(state) choices (V(query) where query() answers)
+    options = {}              # the module's own argument spec (_runtime_flow.argument_spec adds the shared options)
 
     def lock_paths(self, params):
         """The files whose locks are held from reading them to the end of the restart."""

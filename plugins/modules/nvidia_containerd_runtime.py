@@ -360,32 +360,7 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.containerd import Ad
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            states=("present", "absent", "query"),
-            config=dict(type="path", default="/etc/containerd/config.toml"),
-            drop_in=dict(type="path"),
-            manage_imports=dict(type="bool", default=True),
-            config_source=dict(type="list", elements="str", default=["command", "file"], choices=["command", "file"]),
-            containerd_path=dict(type="str", default="containerd"),
-            containerd_version=dict(type="str"),
-            config_version=dict(type="str", default="auto", choices=["auto", "1", "2", "3", "4"]),
-            layout=dict(type="str", choices=["auto", "in_place", "drop_in"]),
-            k0s_version=dict(type="str"),
-            runtime_type=dict(type="str", default="io.containerd.runc.v2"),
-            enable_cdi=dict(type="bool", default=False),
-            cdi_spec_dirs=dict(type="list", elements="path"),
-            copy_options_from=dict(type="str"),
-            placeholders=dict(type="dict"),
-            enable_cri=dict(type="bool", default=False),
-            validate=dict(type="bool", default=True),
-            restart=dict(type="str", default="auto", choices=["auto", "systemd", "signal", "none"]),
-            service=dict(type="str", default="containerd"),
-            socket=dict(type="path", default="/run/containerd/containerd.sock"),
-        ),
-        supports_check_mode=True,
-    )
-    run(module, Adapter)
+    run(AnsibleModule(argument_spec=argument_spec(Adapter), supports_check_mode=True), Adapter)
 
 
 if __name__ == "__main__":

@@ -286,25 +286,7 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.crio import Adapter
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            states=("present", "absent", "query"),
-            config=dict(type="path", default="/etc/crio/crio.conf"),
-            drop_in=dict(type="path", default="/etc/crio/crio.conf.d/99-nvidia.toml"),
-            config_dir=dict(type="path", default="/etc/crio/crio.conf.d"),
-            config_source=dict(type="list", elements="str", default=["command", "file"], choices=["command", "file"]),
-            crio_path=dict(type="str", default="crio"),
-            runtime_type=dict(type="str", default="oci"),
-            runtime_root=dict(type="path"),
-            copy_options_from=dict(type="str"),
-            backup_dir=dict(type="path"),
-            restart=dict(type="str", default="auto", choices=["auto", "reload", "systemd", "none"]),
-            service=dict(type="str", default="crio"),
-            socket=dict(type="path", default="/var/run/crio/crio.sock"),
-        ),
-        supports_check_mode=True,
-    )
-    run(module, Adapter)
+    run(AnsibleModule(argument_spec=argument_spec(Adapter), supports_check_mode=True), Adapter)
 
 
 if __name__ == "__main__":

@@ -229,20 +229,7 @@ from ansible_collections.gpuops.nvidia.plugins.module_utils.docker import Adapte
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            config=dict(type="path", default="/etc/docker/daemon.json"),
-            runtime_args=dict(type="list", elements="str"),
-            enable_cdi=dict(type="bool", default=False),
-            dockerd_path=dict(type="str", default="dockerd"),
-            validate=dict(type="bool", default=True),
-            restart=dict(type="str", default="auto", choices=["auto", "systemd", "none"]),
-            service=dict(type="str", default="docker"),
-            socket=dict(type="path", default="/run/docker.sock"),
-        ),
-        supports_check_mode=True,
-    )
-    run(module, Adapter)
+    run(AnsibleModule(argument_spec=argument_spec(Adapter), supports_check_mode=True), Adapter)
 
 
 if __name__ == "__main__":

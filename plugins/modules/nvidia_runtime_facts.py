@@ -49,7 +49,8 @@ attributes:
     support: full
     description: Reads only; check mode changes nothing.
   diff_mode:
-    support: none
+    support: partial
+    description: With O(check_engine), the diff the engine's module would show in check mode.
   facts:
     support: full
   platform:
@@ -88,6 +89,31 @@ options:
     type: list
     elements: path
     default: []
+  engine:
+    description:
+      - The engine whose module arguments O(engine_args) holds; V(auto) is the one the facts pick
+        (RV(ansible_facts.nvidia_runtime.engine)).
+    type: str
+    default: auto
+  engine_args:
+    description:
+      - Per engine (V(containerd), V(k0s), V(crio), V(docker)), the arguments of its module as a role states them
+        (M(gpuops.nvidia.nvidia_containerd_runtime) for containerd and k0s, M(gpuops.nvidia.nvidia_crio_runtime),
+        M(gpuops.nvidia.nvidia_docker_runtime)); a null or empty value is not stated.
+      - Those of O(engine) are returned in RV(ansible_facts.nvidia_runtime.module_args), completed from the node.
+        containerd, C(containerd_path) when not stated is the binary the facts found (inside O(root)), else
+        C(containerd); C(containerd_version) is then the version the facts read from it. k0s, C(k0s_version) when
+        not stated is the installed release; C(validate) is whether C(containerd_path) exists.
+    type: dict
+    default: {}
+  check_engine:
+    description:
+      - Also return what the module of O(engine) would do in check mode with
+        RV(ansible_facts.nvidia_runtime.module_args) (RV(engine_check)), in this module's run -- the same flow as
+        that module's own check mode, so the same result, warnings and errors -- so a plan needs one module run
+        per node. Nothing is written.
+    type: bool
+    default: false
 notes:
   - On O(root=/) versions come from C(<binary> --version) (C(k0s version)), falling back to the files above;
     GPU names from C(lspci -mm -s <address>), falling back to C(pci.ids).
@@ -129,6 +155,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+engine_check:
+  description:
+    - With O(check_engine), what the module of O(engine) returns in check mode (C(changed), C(files),
+      C(low_level_runtime)...; C(failed) and C(msg) when it would fail); the facts module itself does not fail.
+  returned: when O(check_engine) is true and O(engine_args) has O(engine)
+  type: dict
+  sample: {"changed": false, "files": [], "low_level_runtime": "runc"}
 ansible_facts:
   description: The facts.
   returned: always
@@ -516,6 +549,11 @@ ansible_facts:
             checksum:
               description: SHA-1 of a regular file's bytes (what Ansible's C(stat) and C(copy) compare), else null.
               type: str
+        module_args:
+          description: The arguments of the module of O(engine), O(engine_args) completed from the node.
+          type: dict
+          returned: when O(engine_args) has O(engine)
+          sample: {"config": /etc/containerd/config.toml, "containerd_path": /usr/bin/containerd, "containerd_version": "1.7.24"}
 """
 
 import os
@@ -524,6 +562,7 @@ import sys
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.gpuops.nvidia.plugins.module_utils import facts as facts_lib
+from ansible_collections.gpuops.nvidia.plugins.module_utils._runtime_flow import check
 
 _FACTS_PACKAGE = "ansible.module_utils.facts"
 
@@ -567,6 +606,9 @@ def main():
             host_facts=dict(type="bool", default=False),
             packages=dict(type="list", elements="str", default=[]),
             paths=dict(type="list", elements="path", default=[]),
+            engine=dict(type="str", default="auto"),
+            engine_args=dict(type="dict", default={}),
+            check_engine=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -581,9 +623,20 @@ def main():
     facts.update(facts_lib.gather_role_inputs(root, module.params["packages"], module.params["paths"], runner=run))
     for w in warnings:
         module.warn(w)
-    result = host_facts(module) if module.params["host_facts"] else {}
-    result["nvidia_runtime"] = facts
-    module.exit_json(changed=False, ansible_facts=result)
+    out = dict(changed=False, ansible_facts=host_facts(module) if module.params["host_facts"] else {})
+    out["ansible_facts"]["nvidia_runtime"] = facts
+    engine = module.params["engine"] if module.params["engine"] != "auto" else facts["engine"]
+    stated = module.params["engine_args"].get(engine)
+    if stated is not None:
+        facts["module_args"] = facts_lib.module_args(engine, stated, facts, root)
+        adapter = facts_lib.engine_adapter(engine)
+        if module.params["check_engine"] and adapter:
+            out["engine_check"], warnings = check(module, adapter, facts["module_args"])
+            for w in warnings:
+                module.warn(w)
+            if module._diff and "diff" in out["engine_check"]:
+                out["diff"] = out["engine_check"]["diff"]
+    module.exit_json(**out)
 
 
 if __name__ == "__main__":

@@ -210,3 +210,37 @@ def test_no_change_run_reads_containerd_once(tmp_path, builds):
     assert sum(1 for c in lines if c == "--version") == 1, lines
     assert sum(1 for c in lines if c.endswith("config dump")) == 1, lines
     assert len(lines) == 2, lines
+
+
+def test_site_plan_is_one_module_run_per_node(tmp_path, builds):
+    """The plan play asks one module per node: the facts module answers for the engine module in the same run
+    (check_engine), so on a node that needs nothing the engine task is not run and the rollout gets no host. A config
+    the engine module would refuse: the plan runs that module itself, which fails with its own error, as before."""
+    build = builds["1.7"]
+    config = default_config(build, tmp_path / "sb/etc/containerd/config.toml")
+    ev = dict(containerd_vars(tmp_path / "sb", build, config, nvidia_runtime_binary=STANDIN), ansible_become=False)
+    inv = localhost_inventory(tmp_path)
+    site = REPO_ROOT / "playbooks/site.yml"
+    engine_task = "Configure the nvidia handler in containerd"
+    rollout = re.compile(r"PLAY \[NVIDIA runtime on the GPU nodes\] \**\n(?P<next>[^\n]*\n[^\n]*)")
+
+    rc, out, err = run_playbook(site, extravars=ev, inventory=inv)   # the plan says "runtime config": the rollout runs
+    assert_ok(rc, out, err)
+    assert "skipping: no hosts matched" not in rollout.search(out)["next"]
+    plan = out[:out.index("PLAY [NVIDIA runtime on the GPU nodes]")]
+    assert engine_task not in plan, plan
+    assert re.search(r"TASK \[[^\]]*%s[^\]]*\][^\n]*\nchanged: " % engine_task, out)   # the rollout's real run
+    written = config.read_bytes()
+
+    rc, out, err = run_playbook(site, extravars=ev, inventory=inv)   # nothing to do: one module run, no rollout
+    assert_ok(rc, out, err)
+    assert "skipping: no hosts matched" in rollout.search(out)["next"]
+    assert recap(out)["changed"] == 0 and engine_task not in out
+    assert config.read_bytes() == written
+
+    config.write_text(config.read_text() + "\n[plugins\n")          # not TOML: the engine module must say so
+    rc, out, err = run_playbook(site, extravars=ev, inventory=inv)
+    assert rc != 0
+    assert "PLAY [NVIDIA runtime on the GPU nodes]" not in out          # the plan stopped the play
+    task = out[out.index("TASK [gpuops.nvidia.nvidia_runtime : " + engine_task):]    # the engine module's own error
+    assert re.match(r"[^\n]*\n(?:.*\n)*?fatal: \[localhost\]: FAILED! => [^\n]*malformed TOML in [^\n]*config.toml", task)
