@@ -1158,7 +1158,7 @@ def gather_role_inputs(root="/", packages=(), paths=(), runner=None, run_binarie
 # __nvidia_runtime_engine_args); the ones that depend on the node are completed here, the one home of these rules:
 # - containerd: the binary the module validates with is the stated one, else the one the facts found (the unit's
 #   ExecStart, inside the facts' root: a sandbox's own binary validates its config), else ``containerd`` on PATH;
-#   the version the facts read from that same binary is passed on (the module does not run it again);
+# - containerd and k0s: the version the facts read from that same binary is passed on (not run again);
 # - k0s: the release the drop-in is written for is the stated one (bootstrap, or the release an upgrade brings),
 #   else the installed one; it is validated with k0s's bundled containerd when that is there (not at bootstrap).
 ENGINE_MODULES = {"containerd": "containerd", "k0s": "containerd", "crio": "crio", "docker": "docker"}
@@ -1169,12 +1169,13 @@ def module_args(engine, stated, facts, root="/"):
     stated, the module's default) completed from the ``facts`` (``gather``) of the node under ``root``."""
     args = dict((k, v) for k, v in (stated or {}).items() if v is not None and v != "" and v != [])
     e = (facts.get("engines") or {}).get(engine) or {}
+    found = root.rstrip("/") + e["binary"] if e.get("binary") else None    # the engine's containerd, as the facts saw it
     if engine == "containerd" and "containerd_path" not in args:
-        binary = e.get("binary")
-        args["containerd_path"] = root.rstrip("/") + binary if binary else "containerd"
-        if binary and e.get("version_source") == "binary" and e.get("version"):
-            args["containerd_version"] = e["version"]
-    elif engine == "k0s":
+        args["containerd_path"] = found or "containerd"
+    if (ENGINE_MODULES.get(engine) == "containerd" and found and args.get("containerd_path") == found
+            and e.get("version_source") == "binary" and e.get("version") and "containerd_version" not in args):
+        args["containerd_version"] = e["version"]
+    if engine == "k0s":
         if "k0s_version" not in args and e.get("distribution_version"):
             args["k0s_version"] = e["distribution_version"]
         if "validate" not in args:

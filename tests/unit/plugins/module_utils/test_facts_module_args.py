@@ -40,6 +40,22 @@ def test_containerd_stated_binary_wins_and_its_version_is_not_assumed():
     assert args == {"containerd_path": "/opt/bin/containerd"}
 
 
+def test_containerd_stated_binary_that_the_facts_read():
+    args = facts.module_args("containerd", {"containerd_path": "/usr/bin/containerd"}, engines(containerd=CONTAINERD))
+    assert args == {"containerd_path": "/usr/bin/containerd", "containerd_version": "1.7.24"}
+
+
+def test_k0s_containerd_version_read_by_the_facts(tmp_path):
+    binary = tmp_path / "containerd"
+    binary.write_text("")
+    k0s = {"binary": "/containerd", "version": "1.7.27", "version_source": "binary", "distribution_version": "v1.33.1+k0s.0"}
+    args = facts.module_args("k0s", {"containerd_path": str(binary)}, engines(k0s=k0s), root=str(tmp_path))
+    assert args == {"containerd_path": str(binary), "containerd_version": "1.7.27", "k0s_version": "v1.33.1+k0s.0",
+                    "validate": True}
+    args = facts.module_args("k0s", {"containerd_path": "/elsewhere/containerd"}, engines(k0s=k0s), root=str(tmp_path))
+    assert "containerd_version" not in args
+
+
 def test_containerd_not_found_is_the_one_on_path():
     assert facts.module_args("containerd", {}, engines()) == {"containerd_path": "containerd"}
 
