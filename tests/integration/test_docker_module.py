@@ -301,3 +301,26 @@ def test_what_a_restart_means_for_running_containers(tmp_path, newest, live_rest
         d.docker("rm", "-f", cid, always)
     # live-restore leaves dockerd's data-root mounted on purpose: the harness still leaves nothing behind
     assert not d.tmp.exists() and str(d.tmp) not in Path("/proc/self/mounts").read_text()
+
+
+# --------------------------------------------------------------------------- inside the facts module (the plan)
+
+@pytest.mark.parametrize("text", ["handwritten", BAD_FILES[-1][0]], ids=["change", "rejected"])
+def test_the_facts_module_answers_as_the_module_check_mode(tmp_path, newest, text):
+    """The role's plan asks the facts module (check_engine) instead of this module in check mode: the same verdict,
+    diff, return values and errors, dockerd --validate included; nothing written."""
+    original = (FIXTURES / "handwritten.json").read_text() if text == "handwritten" else text
+    node = Node(tmp_path, newest, original)
+    args = node.args(restart="none", enable_cdi=True)
+    (tmp_path / "root").mkdir()
+    facts, module = run_module_steps("gpuops.nvidia.nvidia_runtime_facts", [dict(
+        root=str(tmp_path / "root"), engine="docker", engine_args={"docker": args}, check_engine=True, _diff=True)])[0], \
+        run_module(MOD, args, check=True, diff=True)
+    assert facts["failed"] is False and facts["ansible_facts"]["nvidia_runtime"]["module_args"] == args
+    check = facts["engine_check"]
+    for key in ("changed", "failed", "msg", "diff", "validated", "files", "runtimes", "default_runtime", "record"):
+        assert check.get(key) == module.get(key), key
+    assert module["failed"] is (text != "handwritten") and module["changed"] is True
+    if module["failed"]:
+        assert "dockerd --validate rejects" in check["msg"] and str(node.config) in check["msg"]
+    assert node.config.read_text() == original and not node.record.exists()
