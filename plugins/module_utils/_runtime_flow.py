@@ -107,8 +107,9 @@ def check(module, adapter_class, params):
     validated = ArgumentSpecValidator(argument_spec(adapter_class)).validate(params)
     if validated.error_messages:
         return dict(changed=False, failed=True, msg="; ".join(validated.error_messages)), []
-    if adapter_class.reads_toml and tomledit.reader_missing():
-        return dict(changed=False, failed=True, msg=tomledit.reader_missing()), []
+    missing = adapter_class.reads_toml and tomledit.reader_missing()
+    if missing:
+        return dict(changed=False, failed=True, msg=missing), []
     job = _Job(module, adapter_class(), params=validated.validated_parameters, check_mode=True)
     try:
         _run(job)

@@ -1179,7 +1179,7 @@ def module_args(engine, stated, facts, root="/"):
         if "k0s_version" not in args and e.get("distribution_version"):
             args["k0s_version"] = e["distribution_version"]
         if "validate" not in args:
-            args["validate"] = os.path.exists(args.get("containerd_path") or "/var/lib/k0s/bin/containerd")
+            args["validate"] = "containerd_path" in args and os.path.exists(args["containerd_path"])
     return args
 
 
