@@ -7,8 +7,9 @@ plan -> result and diff -> validate -> warnings -> write (check mode: the real r
 -> restart -> health -> rollback. What differs per runtime is a ``service.RuntimeAdapter`` beside its
 engine (containerd.py, crio.py, docker.py), with the module's own options; a module's ``main()`` is one call to
 :func:`run`. :func:`check` runs the same flow in check mode inside another module (the facts module answers the
-role's plan for the engine module that way: one module run per node). Private to the collection's modules (the leading underscore, as community.docker's
-``module_utils/_util.py``): the only module_utils file that talks to AnsibleModule.
+role's plan for the engine module that way: one module run per node). Private to the collection's modules (the
+leading underscore, as community.docker's ``module_utils/_util.py``): the only module_utils file that talks to
+AnsibleModule.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -266,3 +266,23 @@ def test_auto_without_an_active_unit(tmp_path, answering_socket):
     assert warned["failed"] is False and warned["restarted"] is False
     assert any("answers on %s but the systemd unit crio is not active" % answering_socket in w
                for w in warned["warnings"])
+
+
+# --------------------------------------------------------------------------- inside the facts module (the plan)
+
+def test_the_facts_module_answers_as_the_module_check_mode(tmp_path):
+    """The role's plan asks the facts module (check_engine) instead of this module in check mode: the same verdict,
+    diff and return values, and nothing written; then, applied, both see nothing to do."""
+    node = Node(tmp_path, dropins=dir_fixture("pkgs-1.29"))
+    original = snapshot(tmp_path)
+    args = node.args(set_as_default=True, variants=["cdi"])
+    (tmp_path / "facts-root").mkdir()
+    ask = dict(root=str(tmp_path / "facts-root"), engine="crio", engine_args={"crio": args}, check_engine=True, _diff=True)
+    facts, module, applied, facts_after = run_module_steps("gpuops.nvidia.nvidia_runtime_facts", [ask]) + \
+        run_module_steps(MOD, [dict(args, _check=True, _diff=True), args]) + \
+        run_module_steps("gpuops.nvidia.nvidia_runtime_facts", [ask])
+    assert facts["failed"] is False and facts["ansible_facts"]["nvidia_runtime"]["module_args"] == args
+    for key in ("changed", "failed", "diff", "files", "runtimes", "default_runtime", "low_level_runtime", "source"):
+        assert facts["engine_check"].get(key) == module.get(key), key
+    assert module["changed"] is True and applied["changed"] is True and snapshot(tmp_path) != original
+    assert facts_after["engine_check"]["changed"] is False and facts_after["engine_check"]["files"] == []
