@@ -86,10 +86,7 @@ def run(module, adapter_class):
     if adapter_class.reads_toml:
         require_toml_reader(module)
     job = _Job(module, adapter_class())
-    try:
-        _run(job)
-    except _Stop:
-        pass
+    _run(job)
     for w in job.warnings:
         module.warn(w)
     if job.result.get("failed"):
@@ -112,15 +109,20 @@ def check(module, adapter_class, params):
     if missing:
         return dict(changed=False, failed=True, msg=missing), []
     job = _Job(module, adapter_class(), params=validated.validated_parameters, check_mode=True)
-    try:
-        _run(job)
-    except _Stop:
-        pass
+    _run(job)
     job.result.setdefault("failed", False)
     return job.result, job.warnings
 
 
 def _run(job):
+    """The job from start to end (``job.result`` holds the outcome)."""
+    try:
+        _steps(job)
+    except _Stop:
+        pass
+
+
+def _steps(job):
     if job.params["state"] == "query":   # read only (any TOML reader will do): no plan, no lock, nothing written
         try:
             job.result.update(job.adapter.query(job))
